@@ -1,0 +1,307 @@
+"""Kafka I/O for Beam on kafka-python (the Java cross-language transforms are not used).
+
+``ReadFromKafka`` is an unbounded splittable DoFn with one restriction per
+(topic, partition): an offset range whose remainder is deferred after every
+poll, with a manually advanced watermark. The same reader serves streaming
+runs (no stop) and bounded runs (``idle_timeout_s``: a partition's read ends
+once it has had nothing new for that long).
+
+``WriteToKafka`` produces, flushes at the end of every bundle, and only then
+commits the source offsets of what it wrote: at-least-once, nothing committed
+that is not safely on its output topics. Downstream outputs are keyed, so a
+replay after a crash rewrites the same keys.
+
+Runner-agnostic: nothing here relies on FnApiRunner; on a cluster runner the
+offset commit happens when the bundle completes, as it does here.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.utils.timestamp import Duration, Timestamp
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from connectors import kafka_client
+from connectors.records import KafkaRecord, OutboundMessage
+
+LOG = logging.getLogger(__name__)
+_END = sys.maxsize
+
+@dataclass(frozen=True)
+class PartitionSeed:
+    topic: str
+    partition: int
+    start_offset: int
+
+
+# Idle clocks for bounded reads, per (read id, topic, partition). Process-wide
+# rather than per DoFn instance because a runner may hand the deferred remainder
+# to a fresh instance; on a multi-worker runner each worker keeps its own clock,
+# which can only make a bounded read end later, never lose a record.
+_IDLE_SINCE: dict[tuple[str, str, int], float] = {}
+_IDLE_LOCK = threading.Lock()
+
+
+class _PartitionRestrictions(RestrictionProvider):  # type: ignore[misc]
+    def initial_restriction(self, element: PartitionSeed) -> OffsetRange:
+        return OffsetRange(element.start_offset, _END)
+
+    def create_tracker(self, restriction: OffsetRange) -> OffsetRestrictionTracker:
+        return OffsetRestrictionTracker(restriction)
+
+    def restriction_size(self, element: PartitionSeed, restriction: OffsetRange) -> int:
+        # Unknown backlog: a constant keeps runners from trying to split a live partition.
+        return 1
+
+    def split(self, element: PartitionSeed, restriction: OffsetRange) -> Iterator[OffsetRange]:
+        yield restriction
+
+
+class _ReadPartitionFn(beam.DoFn):  # type: ignore[misc]
+    def __init__(
+        self,
+        bootstrap: str,
+        read_id: str,
+        idle_timeout_s: float | None,
+        max_records_per_poll: int,
+        poll_timeout_ms: int,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._read_id = read_id
+        self._idle_timeout_s = idle_timeout_s
+        self._max_records = max_records_per_poll
+        self._poll_timeout_ms = poll_timeout_ms
+        self._consumers: dict[tuple[str, int], KafkaConsumer] = {}
+        self._records_read = Metrics.counter("kafka_read", "records")
+
+    def setup(self) -> None:
+        self._consumers = {}
+
+    def teardown(self) -> None:
+        for consumer in self._consumers.values():
+            consumer.close()
+        self._consumers = {}
+
+    def _consumer_at(self, topic: str, partition: int, offset: int) -> KafkaConsumer:
+        # One consumer per partition keeps its prefetched data across polls:
+        # re-seeking a shared consumer would throw that buffer away each time.
+        key = (topic, partition)
+        tp = TopicPartition(topic, partition)
+        consumer = self._consumers.get(key)
+        if consumer is None:
+            consumer = kafka_client.consumer(self._bootstrap, client_id=f"omm-read-{topic}-{partition}")
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            self._consumers[key] = consumer
+        elif consumer.position(tp) != offset:
+            consumer.seek(tp, offset)
+        return consumer
+
+    def process(
+        self,
+        seed: PartitionSeed,
+        tracker: OffsetRestrictionTracker = beam.DoFn.RestrictionParam(_PartitionRestrictions()),
+        watermark: ManualWatermarkEstimator = beam.DoFn.WatermarkEstimatorParam(
+            ManualWatermarkEstimator.default_provider()
+        ),
+    ) -> Iterator[Any]:
+        start = tracker.current_restriction().start
+        consumer = self._consumer_at(seed.topic, seed.partition, start)
+        polled = consumer.poll(timeout_ms=self._poll_timeout_ms, max_records=self._max_records)
+        records = polled.get(TopicPartition(seed.topic, seed.partition), [])
+        idle_key = (self._read_id, seed.topic, seed.partition)
+        now = time.monotonic()
+        if records:
+            with _IDLE_LOCK:
+                _IDLE_SINCE[idle_key] = now
+            for rec in records:
+                if not tracker.try_claim(rec.offset):
+                    return
+                ts = Timestamp.of(rec.timestamp / 1000.0)
+                yield beam.window.TimestampedValue(
+                    KafkaRecord(
+                        topic=rec.topic,
+                        partition=rec.partition,
+                        offset=rec.offset,
+                        key=rec.key,
+                        value=rec.value,
+                        headers=tuple((k, v) for k, v in (rec.headers or ())),
+                        timestamp_ms=rec.timestamp,
+                    ),
+                    ts,
+                )
+                current = watermark.current_watermark()
+                if current is None or ts > current:
+                    watermark.set_watermark(ts)
+            self._records_read.inc(len(records))
+            tracker.defer_remainder()
+            return
+        # Nothing new: an idle partition must not hold back event time downstream.
+        idle_wm = Timestamp.now() - Duration(seconds=1)
+        current = watermark.current_watermark()
+        if current is None or idle_wm > current:
+            watermark.set_watermark(idle_wm)
+        if self._idle_timeout_s is not None:
+            with _IDLE_LOCK:
+                since = _IDLE_SINCE.setdefault(idle_key, now)
+            if now - since >= self._idle_timeout_s:
+                # Claiming the last position ends this partition's restriction.
+                tracker.try_claim(_END - 1)
+                with _IDLE_LOCK:
+                    _IDLE_SINCE.pop(idle_key, None)
+                return
+        tracker.defer_remainder(Duration(seconds=0.05))
+
+
+class ReadFromKafka(beam.PTransform):  # type: ignore[misc]
+    """Read topics as ``KafkaRecord`` elements, one restriction per partition.
+
+    ``start``: ``"committed"`` resumes from the group's committed offsets
+    (earliest where none), ``"earliest"`` re-reads everything (used to rebuild
+    state on runners whose state does not survive a restart).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        group_id: str,
+        start: str = "committed",
+        idle_timeout_s: float | None = None,
+        max_records_per_poll: int = 5000,
+        poll_timeout_ms: int = 200,
+    ) -> None:
+        super().__init__()
+        if start not in ("committed", "earliest"):
+            raise ValueError(f"start must be 'committed' or 'earliest', not {start!r}")
+        self._bootstrap = bootstrap
+        self._topics = list(topics)
+        self._group_id = group_id
+        self._start = start
+        self._idle_timeout_s = idle_timeout_s
+        self._max_records = max_records_per_poll
+        self._poll_timeout_ms = poll_timeout_ms
+
+    def seeds(self) -> list[PartitionSeed]:
+        parts = kafka_client.partitions_for(self._bootstrap, self._topics)
+        committed = (
+            kafka_client.committed_offsets(self._bootstrap, self._group_id, self._topics)
+            if self._start == "committed"
+            else {}
+        )
+        earliest = kafka_client.beginning_offsets(self._bootstrap, parts)
+        return [
+            PartitionSeed(t, p, committed.get((t, p), earliest[(t, p)]))
+            for t, ps in parts.items()
+            for p in ps
+        ]
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        # ONE reader seeded with every partition: a Flatten of several readers
+        # would hold everything downstream until they all finish (BEAM-NOTES).
+        return (
+            pbegin
+            | "Partitions" >> beam.Create(self.seeds())
+            | "ReadPartitions"
+            >> beam.ParDo(
+                _ReadPartitionFn(
+                    self._bootstrap,
+                    uuid.uuid4().hex,
+                    self._idle_timeout_s,
+                    self._max_records,
+                    self._poll_timeout_ms,
+                )
+            )
+        )
+
+
+class _WriteFn(beam.DoFn):  # type: ignore[misc]
+    def __init__(self, bootstrap: str, commit_group: str | None, producer_config: dict[str, Any]):
+        self._bootstrap = bootstrap
+        self._commit_group = commit_group
+        self._producer_config = producer_config
+        self._written = Metrics.counter("kafka_write", "records")
+        self._producer: KafkaProducer | None = None
+        self._positions: dict[tuple[str, int], int] = {}
+        self._failures: list[BaseException] = []
+        self._count = 0
+
+    def setup(self) -> None:
+        self._producer = kafka_client.producer(self._bootstrap, **self._producer_config)
+        self._admin = kafka_client.admin(self._bootstrap) if self._commit_group else None
+
+    def teardown(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
+        if self._admin is not None:
+            self._admin.close()
+
+    def start_bundle(self) -> None:
+        self._positions = {}
+        self._failures = []
+        self._count = 0
+
+    def process(self, message: OutboundMessage) -> None:
+        assert self._producer is not None
+        future = self._producer.send(
+            message.topic, key=message.key, value=message.value, headers=list(message.headers)
+        )
+        future.add_errback(self._failures.append)
+        self._count += 1
+        if message.source is not None:
+            topic, partition, offset = message.source
+            if offset >= self._positions.get((topic, partition), -1):
+                self._positions[(topic, partition)] = offset
+
+    def finish_bundle(self) -> None:
+        assert self._producer is not None
+        self._producer.flush()
+        if self._failures:
+            # Failing the bundle makes the runner retry it: at-least-once, and
+            # nothing of it is committed.
+            raise RuntimeError(f"{len(self._failures)} Kafka writes failed: {self._failures[0]!r}")
+        self._written.inc(self._count)
+        if self._commit_group and self._positions and self._admin is not None:
+            kafka_client.commit_offsets(
+                self._admin,
+                self._commit_group,
+                {tp: offset + 1 for tp, offset in self._positions.items()},
+            )
+
+
+class WriteToKafka(beam.PTransform):  # type: ignore[misc]
+    """Produce ``OutboundMessage`` elements; after each bundle's flush, commit their sources.
+
+    ``commit_group``: the consumer group whose offsets are advanced past every
+    source record written in the bundle (None: no commits, e.g. a replay).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        commit_group: str | None = None,
+        producer_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self._bootstrap = bootstrap
+        self._commit_group = commit_group
+        self._producer_config = producer_config or {}
+
+    def expand(self, messages: beam.PCollection) -> beam.PCollection:
+        return messages | "Produce" >> beam.ParDo(
+            _WriteFn(self._bootstrap, self._commit_group, self._producer_config)
+        )
+

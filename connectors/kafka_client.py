@@ -1,0 +1,136 @@
+"""kafka-python clients with the settings omm relies on, in one place.
+
+Producers are tuned for throughput with durability (acks=all, batching,
+zstd); consumers never auto-commit, because offsets are committed only after
+the outputs of what was read are flushed (DESIGN.md §4, Delivery).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import NoError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from omm.config import ResolvedTopic
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "linger_ms": 20,
+    "batch_size": 256 * 1024,
+    "compression_type": "zstd",
+    "max_request_size": 4 * 1024 * 1024,
+    "retries": 5,
+}
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable_auto_commit": False,
+    "auto_offset_reset": "earliest",
+    "max_poll_records": 5000,
+    "fetch_max_bytes": 32 * 1024 * 1024,
+    "max_partition_fetch_bytes": 8 * 1024 * 1024,
+}
+
+
+def producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
+    return KafkaProducer(bootstrap_servers=bootstrap.split(","), **{**PRODUCER_DEFAULTS, **overrides})
+
+
+def consumer(bootstrap: str, group_id: str | None = None, **overrides: Any) -> KafkaConsumer:
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        group_id=group_id,
+        **{**CONSUMER_DEFAULTS, **overrides},
+    )
+
+
+def admin(bootstrap: str) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="omm-admin")
+
+
+def create_topics(bootstrap: str, topics: Iterable[ResolvedTopic], prefix: str = "") -> list[str]:
+    """Create the topics that do not exist yet and wait for their leaders; return those created.
+
+    Idempotent: existing topics are left alone (their settings are not changed).
+    """
+    client = admin(bootstrap)
+    try:
+        existing = set(client.list_topics())
+        wanted = {
+            prefix + t.name: {
+                "num_partitions": t.partitions,
+                "replication_factor": t.replication_factor,
+                "configs": t.kafka_config(),
+            }
+            for t in topics
+            if prefix + t.name not in existing
+        }
+        if not wanted:
+            return []
+        try:
+            client.create_topics(wanted, wait_for_metadata=True)
+        except TopicAlreadyExistsError:
+            # another process created some concurrently: create the rest one by one
+            for name, spec in wanted.items():
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    client.create_topics({name: spec}, wait_for_metadata=True)
+        return sorted(wanted)
+    finally:
+        client.close()
+
+
+def partitions_for(bootstrap: str, topics: Iterable[str]) -> dict[str, list[int]]:
+    """Partition ids per topic; a missing topic is an error naming it."""
+    probe = consumer(bootstrap)
+    try:
+        out: dict[str, list[int]] = {}
+        for topic in topics:
+            parts = probe.partitions_for_topic(topic)
+            if not parts:
+                raise LookupError(f"topic {topic!r} does not exist (run `omm topics create`)")
+            out[topic] = sorted(parts)
+        return out
+    finally:
+        probe.close()
+
+
+def beginning_offsets(bootstrap: str, parts: dict[str, list[int]]) -> dict[tuple[str, int], int]:
+    probe = consumer(bootstrap)
+    try:
+        found = probe.beginning_offsets([TopicPartition(t, p) for t, ps in parts.items() for p in ps])
+        return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
+    finally:
+        probe.close()
+
+
+def committed_offsets(bootstrap: str, group_id: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """The group's committed next-offsets for the given topics' partitions (absent if none)."""
+    wanted = set(topics)
+    client = admin(bootstrap)
+    try:
+        offsets = client.list_group_offsets({group_id: None}).get(group_id, {})
+    finally:
+        client.close()
+    return {
+        (tp.topic, tp.partition): meta.offset
+        for tp, meta in offsets.items()
+        if tp.topic in wanted and meta.offset >= 0
+    }
+
+
+def commit_offsets(client: KafkaAdminClient, group_id: str, positions: dict[tuple[str, int], int]) -> None:
+    """Commit next-offsets for a group that reads by assignment (no members, so no generation)."""
+    errors = client.alter_group_offsets(
+        group_id,
+        {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in positions.items()},
+    )
+    failed = {tp: err for tp, err in errors.items() if err is not NoError}
+    if failed:
+        raise CommitFailed(f"offset commit for group {group_id!r} failed: {failed}")
+
+
+class CommitFailed(RuntimeError):
+    pass

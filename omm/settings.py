@@ -1,0 +1,76 @@
+"""Runtime settings: where Kafka is, where omm keeps its files, which config to read.
+
+Values come from environment variables (prefix ``OMM_``) over defaults; the
+domain numbers (deadlines, thresholds, calendars) live in YAML under
+``config/`` and are loaded by :mod:`omm.config`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Operator settings. Every field can be set as ``OMM_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="OMM_", extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        description="Kafka bootstrap servers, comma-separated. Any cluster works.",
+    )
+    home: Path = Field(
+        default=Path(".omm"),
+        description="Embedded broker data, logs and local secrets live here.",
+    )
+    config_dir: Path = Field(default=REPO_ROOT / "config")
+    broker_port: int = 9092
+    controller_port: int = 9093
+    consumer_group_prefix: str = "omm"
+    # The keyed-pseudonym secret. Never in code or config files: from the
+    # environment, or generated once into <home>/pseudonym.key.
+    pseudonym_key: SecretStr | None = None
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _strip_bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("OMM_KAFKA_BOOTSTRAP must name at least one host:port")
+        return ",".join(servers)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return self.kafka_bootstrap.split(",")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def pseudonym_key(settings: Settings | None = None) -> bytes:
+    """The HMAC key for consumer pseudonyms.
+
+    From ``OMM_PSEUDONYM_KEY`` when set (what a deployment does); otherwise a
+    random key generated once into ``<home>/pseudonym.key`` (mode 0600) so a
+    local run is stable across restarts without any secret in the repository.
+    """
+    settings = settings or get_settings()
+    if settings.pseudonym_key is not None:
+        return settings.pseudonym_key.get_secret_value().encode("utf-8")
+    path = settings.home / "pseudonym.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+    return path.read_bytes()

@@ -1,0 +1,273 @@
+"""Ingest: platform and regulator feeds -> omm.valid.<entity>, or the DLQ and feedback.
+
+    ReadFeeds -> ValidateRecords -+-> valid ------> ToValidTopics ---+
+                                  +-> dead_letter -> ToDeadLetters -+-> WriteOutputs
+
+Every record read leaves as exactly one valid record or one dead letter (a
+DLQ copy plus a feedback record), so per source topic: in = valid + dead.
+The counts are Beam metrics (namespace ``ingest``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from connectors.beam_io import ReadFromKafka, WriteToKafka
+from connectors.records import KafkaRecord, OutboundMessage
+from omm.config import load_platforms, load_rules
+from omm.topics import SourceTopic, TopicNames
+from pipelines.dead_letters import DeadLetter, dead_letter_messages
+from pipelines.rules.personal_data import Redactor, protect_complaint
+from pipelines.rules.record_rules import RuleViolation, check_record, rule_context
+from schemas.models import Complaint, FeedRecord, utc_now
+from schemas.registry import CodecError, SchemaRegistry
+
+LOG = logging.getLogger(__name__)
+STAGE = "ingest"
+CONNECTOR = "omm-ingest"
+VALID, DEAD = "valid", "dead_letter"
+PROVENANCE_HEADER = "omm.source"
+
+
+@dataclass(frozen=True)
+class ValidRecord:
+    entity: str
+    key: bytes
+    value: bytes
+    source: KafkaRecord
+
+
+class _ValidateFn(beam.DoFn):  # type: ignore[misc]
+    """Decode the Avro single-object bytes, apply the record rules, protect personal data."""
+
+    def __init__(self, sources: list[SourceTopic], pseudonym_key: bytes, config_dir: str | None):
+        self._sources = {s.name: s for s in sources}
+        self._pseudonym_key = pseudonym_key
+        self._config_dir = config_dir
+        self._now: datetime = utc_now()
+
+    def setup(self) -> None:
+        from pathlib import Path
+
+        cfg_dir = Path(self._config_dir) if self._config_dir else None
+        self._registry = SchemaRegistry.load()
+        self._rules = load_rules(cfg_dir)
+        self._platforms = load_platforms(cfg_dir)
+        self._redactor = Redactor.from_config(self._rules.personal_data)
+        self._counters: dict[tuple[str, str], Any] = {}
+
+    def _count(self, what: str, topic: str) -> None:
+        counter = self._counters.get((what, topic))
+        if counter is None:
+            counter = self._counters[(what, topic)] = Metrics.counter(STAGE, f"{what}|{topic}")
+        counter.inc()
+
+    def start_bundle(self) -> None:
+        # One clock reading per bundle: the future-skew rule needs "now", not nanoseconds.
+        self._now = utc_now()
+        self._contexts = {
+            name: rule_context(self._rules, self._platforms, self._now, src.platform)
+            for name, src in self._sources.items()
+        }
+
+    def process(self, rec: KafkaRecord) -> Iterator[Any]:
+        self._count("in", rec.topic)
+        source = self._sources[rec.topic]
+        if rec.value is None:
+            yield self._dead(rec, source, "DECODE", "EmptyValue", "record has no value (tombstone)")
+            return
+        try:
+            _, decoded = self._registry.decode(rec.value, expected_entity=source.entity)
+        except CodecError as exc:
+            yield self._dead(rec, source, "DECODE", type(exc).__name__, exc.reason)
+            return
+        try:
+            record = check_record(source.entity, decoded, self._contexts[rec.topic])
+        except RuleViolation as exc:
+            first = exc.first
+            yield self._dead(
+                rec,
+                source,
+                "RECORD_RULES",
+                "RuleViolation",
+                str(exc),
+                record_id=str(decoded.get(_id_field(source.entity)) or "") or None,
+                field=first.field,
+                value=first.value,
+                rule=first.rule,
+            )
+            return
+        if isinstance(record, Complaint):
+            record = protect_complaint(record, self._pseudonym_key, self._redactor)
+        self._count("valid", rec.topic)
+        yield ValidRecord(
+            entity=source.entity,
+            key=record.kafka_key.encode("utf-8"),
+            value=self._registry.encode(source.entity, record.to_record()),
+            source=rec,
+        )
+
+    def _dead(
+        self,
+        rec: KafkaRecord,
+        source: SourceTopic,
+        stage: str,
+        error_class: str,
+        message: str,
+        **detail: str | None,
+    ) -> pvalue.TaggedOutput:
+        self._count("dead", rec.topic)
+        return pvalue.TaggedOutput(
+            DEAD,
+            DeadLetter(
+                record=rec,
+                stage=stage,
+                error_class=error_class,
+                message=message,
+                platform=source.platform,
+                entity=source.entity,
+                **detail,
+            ),
+        )
+
+
+def _id_field(entity: str) -> str:
+    from schemas.models import ENTITY_MODELS
+
+    return ENTITY_MODELS[entity].id_field
+
+
+class ValidateRecords(beam.PTransform):  # type: ignore[misc]
+    """KafkaRecord -> ValidRecord (main output) | DeadLetter (tag ``dead_letter``)."""
+
+    def __init__(self, sources: list[SourceTopic], pseudonym_key: bytes, config_dir: str | None):
+        super().__init__()
+        self._fn = _ValidateFn(sources, pseudonym_key, config_dir)
+
+    def expand(self, records: beam.PCollection) -> pvalue.DoOutputsTuple:
+        return records | "DecodeAndCheck" >> beam.ParDo(self._fn).with_outputs(DEAD, main=VALID)
+
+
+class ToValidTopics(beam.PTransform):  # type: ignore[misc]
+    def __init__(self, topics: TopicNames):
+        super().__init__()
+        self._topics = topics
+
+    def expand(self, valid: beam.PCollection) -> beam.PCollection:
+        topics = self._topics
+
+        def to_message(v: ValidRecord) -> OutboundMessage:
+            src = v.source
+            return OutboundMessage(
+                topic=topics.valid(v.entity),
+                key=v.key,
+                value=v.value,
+                headers=((PROVENANCE_HEADER, src.position.encode("utf-8")),),
+                source=(src.topic, src.partition, src.offset),
+            )
+
+        return valid | "ToMessage" >> beam.Map(to_message)
+
+
+class ToDeadLetters(beam.PTransform):  # type: ignore[misc]
+    """Each dead letter -> its DLQ copy and the sender's feedback record."""
+
+    def __init__(self, topics: TopicNames):
+        super().__init__()
+        self._topics = topics
+
+    def expand(self, dead: beam.PCollection) -> beam.PCollection:
+        topics = self._topics
+
+        class _ToMessages(beam.DoFn):  # type: ignore[misc]
+            def setup(self) -> None:
+                self._registry = SchemaRegistry.load()
+
+            def process(self, letter: DeadLetter) -> Iterator[OutboundMessage]:
+                yield from dead_letter_messages(
+                    letter, topics, self._registry, CONNECTOR, utc_now()
+                )
+
+        return dead | "ToMessages" >> beam.ParDo(_ToMessages())
+
+
+@dataclass(frozen=True)
+class IngestJob:
+    bootstrap: str
+    platforms: list[str]
+    topics: TopicNames
+    group_id: str
+    pseudonym_key: bytes
+    idle_timeout_s: float | None = None
+    config_dir: str | None = None
+
+
+class Ingest(beam.PTransform):  # type: ignore[misc]
+    def __init__(self, job: IngestJob):
+        super().__init__()
+        self._job = job
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        job = self._job
+        sources = job.topics.sources(job.platforms)
+        records = pbegin | "ReadFeeds" >> ReadFromKafka(
+            job.bootstrap,
+            [s.name for s in sources],
+            group_id=job.group_id,
+            idle_timeout_s=job.idle_timeout_s,
+        )
+        checked = records | "ValidateRecords" >> ValidateRecords(
+            sources, job.pseudonym_key, job.config_dir
+        )
+        valid = checked[VALID] | "ToValidTopics" >> ToValidTopics(job.topics)
+        dead = checked[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics)
+        return (valid, dead) | "AllOutputs" >> beam.Flatten() | "WriteOutputs" >> WriteToKafka(
+            job.bootstrap, commit_group=job.group_id
+        )
+
+
+@dataclass(frozen=True)
+class TopicAccount:
+    """Conservation account of one source topic: in = valid + dead letters."""
+
+    topic: str
+    read: int
+    valid: int
+    dead: int
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.valid + self.dead
+
+
+def accounts_from_metrics(result: Any) -> list[TopicAccount]:
+    counts: dict[str, dict[str, int]] = {}
+    for counter in result.metrics().query()["counters"]:
+        if counter.key.metric.namespace != STAGE:
+            continue
+        what, _, topic = counter.key.metric.name.partition("|")
+        per = counts.setdefault(topic, {})
+        per[what] = per.get(what, 0) + (counter.committed or counter.attempted or 0)
+    return [
+        TopicAccount(topic, c.get("in", 0), c.get("valid", 0), c.get("dead", 0))
+        for topic, c in sorted(counts.items())
+    ]
+
+
+def run_ingest(job: IngestJob, pipeline_args: list[str] | None = None) -> list[TopicAccount]:
+    """Build and run the ingest pipeline; return the per-topic accounts (bounded runs)."""
+    options = PipelineOptions(pipeline_args or ["--runner=FnApiRunner"])
+    pipeline = beam.Pipeline(options=options)
+    _ = pipeline | "Ingest" >> Ingest(job)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return accounts_from_metrics(result)

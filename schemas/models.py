@@ -1,0 +1,397 @@
+"""Domain objects for the feed entities, kept apart from the Avro wire format.
+
+``from_record`` / ``to_record`` are the only bridge to the Avro dicts that
+:mod:`schemas.registry` reads and writes. The field constraints here are the
+*record rules* of DESIGN.md §3; rules that need context (the clock, the topic's
+platform, the platform registry) read it from the pydantic validation context
+built by :func:`rule_context`. Pure: imports neither Beam nor Kafka.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from pipelines.rules.matching import gtin_is_valid
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What a record is checked against besides itself."""
+
+    now: datetime
+    max_future_skew: timedelta
+    max_price_minor: int
+    currencies: frozenset[str]
+    platforms: frozenset[str]
+    max_text_chars: int = 5000
+    # the platform the record's topic belongs to; None for regulator topics
+    topic_platform: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _ctx(info: ValidationInfo) -> RuleContext | None:
+    ctx = info.context
+    return ctx.get("rules") if isinstance(ctx, Mapping) else None
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("not_blank", "must not be empty or blank")
+    return value
+
+
+def _gtin(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not gtin_is_valid(value):
+        raise PydanticCustomError(
+            "gtin_check_digit",
+            "{value!r} is not a valid GTIN-8/12/13/14 (digits and mod-10 check digit)",
+            {"value": value},
+        )
+    return value
+
+
+Identifier = Annotated[str, Field(max_length=200), AfterValidator(_not_blank)]
+Text = Annotated[str, AfterValidator(_not_blank)]
+Gtin = Annotated[str | None, AfterValidator(_gtin)]
+
+
+class ListingStatus(str, Enum):
+    ACTIVE = "ACTIVE"
+    REMOVED = "REMOVED"
+
+
+class Verdict(str, Enum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    THREE_NO = "THREE_NO"
+    COUNTERFEIT = "COUNTERFEIT"
+
+
+class FailedItemKind(str, Enum):
+    INTRINSIC = "INTRINSIC"
+    MARKING = "MARKING"
+
+
+class ResultStatus(str, Enum):
+    PRELIMINARY = "PRELIMINARY"
+    FINAL = "FINAL"
+    OVERTURNED = "OVERTURNED"
+
+
+class ComplaintChannel(str, Enum):
+    PLATFORM = "PLATFORM"
+    HOTLINE_12315 = "HOTLINE_12315"
+
+
+class IssueType(str, Enum):
+    QUALITY = "QUALITY"
+    COUNTERFEIT = "COUNTERFEIT"
+    FALSE_ADVERTISING = "FALSE_ADVERTISING"
+    RETURN_REFUSED = "RETURN_REFUSED"
+    AFTER_SALES = "AFTER_SALES"
+    PRIVACY = "PRIVACY"
+    FAKE_REVIEWS = "FAKE_REVIEWS"
+    OTHER = "OTHER"
+
+
+class ComplaintStatus(str, Enum):
+    OPEN = "OPEN"
+    IN_PROGRESS = "IN_PROGRESS"
+    RESOLVED = "RESOLVED"
+    CLOSED = "CLOSED"
+
+
+class TakedownAction(str, Enum):
+    REMOVED = "REMOVED"
+    RESTORED = "RESTORED"
+    DISPUTED = "DISPUTED"
+
+
+class PenaltyGround(str, Enum):
+    PRODUCT_SAFETY = "PRODUCT_SAFETY"
+    FALSE_ADVERTISING = "FALSE_ADVERTISING"
+    UNFAIR_COMPETITION = "UNFAIR_COMPETITION"
+    TRADEMARK_INFRINGEMENT = "TRADEMARK_INFRINGEMENT"
+    OTHER = "OTHER"
+
+
+class FeedRecord(BaseModel):
+    """Base for every entity that arrives on a feed topic."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    entity: ClassVar[str]
+    id_field: ClassVar[str]
+    # event-time fields checked against the clock
+    time_fields: ClassVar[tuple[str, ...]]
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _times_not_in_future(cls, value: Any, info: ValidationInfo) -> Any:
+        ctx = _ctx(info)
+        if ctx is None or info.field_name not in cls.time_fields or value is None:
+            return value
+        if value > ctx.now + ctx.max_future_skew:
+            raise PydanticCustomError(
+                "future_timestamp",
+                "{value} is later than now ({now}) plus the allowed clock skew of {skew}s",
+                {
+                    "value": value.isoformat(),
+                    "now": ctx.now.isoformat(timespec="seconds"),
+                    "skew": int(ctx.max_future_skew.total_seconds()),
+                },
+            )
+        return value
+
+    @property
+    def record_id(self) -> str:
+        return str(getattr(self, self.id_field))
+
+    @property
+    def platform_of_record(self) -> str | None:
+        return getattr(self, "platform", None)
+
+    @property
+    def kafka_key(self) -> str:
+        """Platform-scoped ids are unique only with their platform; regulator ids are global."""
+        platform = self.platform_of_record
+        if isinstance(self, PlatformRecord) and platform is not None:
+            return f"{platform}:{self.record_id}"
+        return self.record_id
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], ctx: RuleContext | None = None) -> Self:
+        """Validate an Avro/JSON dict into the domain object, applying the record rules."""
+        return cls.model_validate(record, context={"rules": ctx} if ctx else None)
+
+    def to_record(self) -> dict[str, Any]:
+        """The dict the Avro writer expects (enums as symbols, datetimes kept)."""
+        return self.model_dump(mode="python")
+
+
+class PlatformRecord(FeedRecord):
+    """A record pushed by a platform: its ``platform`` must be registered and match the topic."""
+
+    platform: Identifier
+
+    @field_validator("platform", mode="after")
+    @classmethod
+    def _platform_known_and_owned(cls, value: str, info: ValidationInfo) -> str:
+        ctx = _ctx(info)
+        if ctx is None:
+            return value
+        if ctx.topic_platform is not None and value != ctx.topic_platform:
+            raise PydanticCustomError(
+                "platform_matches_topic",
+                "record claims platform {value!r} but arrived on platform {topic!r}'s feed "
+                "(spoofed: a platform may only write its own feed)",
+                {"value": value, "topic": ctx.topic_platform},
+            )
+        if value not in ctx.platforms:
+            raise PydanticCustomError(
+                "platform_registered",
+                "platform {value!r} is not in the platform registry",
+                {"value": value},
+            )
+        return value
+
+
+class Listing(PlatformRecord):
+    entity: ClassVar[str] = "listing"
+    id_field: ClassVar[str] = "listing_id"
+    time_fields: ClassVar[tuple[str, ...]] = ("observed_at",)
+
+    listing_id: Identifier
+    seller_id: Identifier
+    seller_name: Text
+    title: Text
+    brand: str | None = None
+    model: str | None = None
+    gtin: Gtin = None
+    category: Text
+    manufacturer: str | None = None
+    price_minor: int = Field(ge=0)
+    currency: str
+    url: Text
+    status: ListingStatus
+    observed_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _price_and_currency(self, info: ValidationInfo) -> Self:
+        ctx = _ctx(info)
+        if ctx is None:
+            return self
+        if self.price_minor > ctx.max_price_minor:
+            raise PydanticCustomError(
+                "max_price",
+                "price_minor {value} exceeds the plausible maximum {limit} (minor units mixed up?)",
+                {"value": self.price_minor, "limit": ctx.max_price_minor, "field": "price_minor"},
+            )
+        if self.currency not in ctx.currencies:
+            raise PydanticCustomError(
+                "currency_known",
+                "currency {value!r} is not one of {known}",
+                {"value": self.currency, "known": sorted(ctx.currencies), "field": "currency"},
+            )
+        return self
+
+
+class FailedItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    item: Text
+    standard: Text
+    kind: FailedItemKind
+
+
+class InspectionResult(FeedRecord):
+    entity: ClassVar[str] = "inspection"
+    id_field: ClassVar[str] = "inspection_id"
+    time_fields: ClassVar[tuple[str, ...]] = ("published_at",)
+
+    inspection_id: Identifier
+    campaign: Text
+    product_name: Text
+    brand: Identifier
+    model: Identifier
+    gtin: Gtin = None
+    manufacturer: str | None = None
+    batch: str | None = None
+    platform: str | None = None
+    seller_id: str | None = None
+    listing_id: str | None = None
+    verdict: Verdict
+    failed_items: list[FailedItem] = Field(default_factory=list)
+    sample_size: int = Field(ge=1)
+    acceptance_number: int = Field(ge=0)
+    nonconforming: int = Field(ge=0)
+    declared_quality_level: float | None = Field(default=None, ge=0.0, le=1.0)
+    population_size: int | None = Field(default=None, ge=1)
+    agency: Text
+    report_no: Text
+    status: ResultStatus
+    published_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _plan_consistent(self) -> Self:
+        if self.acceptance_number >= self.sample_size:
+            raise PydanticCustomError(
+                "sampling_plan",
+                "acceptance_number c={c} must be below sample_size n={n}",
+                {"c": self.acceptance_number, "n": self.sample_size, "field": "acceptance_number"},
+            )
+        if self.nonconforming > self.sample_size:
+            raise PydanticCustomError(
+                "sampling_plan",
+                "nonconforming d={d} cannot exceed sample_size n={n}",
+                {"d": self.nonconforming, "n": self.sample_size, "field": "nonconforming"},
+            )
+        if self.verdict in (Verdict.THREE_NO, Verdict.COUNTERFEIT) and not (
+            self.platform and self.seller_id
+        ):
+            raise PydanticCustomError(
+                "sampled_seller_required",
+                "a {verdict} result applies to the sampled seller, so platform and seller_id "
+                "are required",
+                {"verdict": self.verdict.value, "field": "seller_id"},
+            )
+        return self
+
+
+class Complaint(PlatformRecord):
+    entity: ClassVar[str] = "complaint"
+    id_field: ClassVar[str] = "complaint_id"
+    time_fields: ClassVar[tuple[str, ...]] = ("received_at", "resolved_at")
+
+    complaint_id: Identifier
+    channel: ComplaintChannel
+    consumer_id: Identifier
+    seller_id: Identifier
+    listing_id: str | None = None
+    product_name: str | None = None
+    brand: str | None = None
+    model: str | None = None
+    gtin: Gtin = None
+    issue_type: IssueType
+    text: str
+    status: ComplaintStatus
+    received_at: AwareDatetime
+    resolved_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _resolution_after_receipt(self, info: ValidationInfo) -> Self:
+        if self.resolved_at is not None and self.resolved_at < self.received_at:
+            raise PydanticCustomError(
+                "resolved_after_received",
+                "resolved_at {resolved} is before received_at {received}",
+                {
+                    "resolved": self.resolved_at.isoformat(),
+                    "received": self.received_at.isoformat(),
+                    "field": "resolved_at",
+                },
+            )
+        ctx = _ctx(info)
+        if ctx is not None and len(self.text) > ctx.max_text_chars:
+            raise PydanticCustomError(
+                "max_text_length",
+                "text has {n} characters, more than the {limit} allowed",
+                {"n": len(self.text), "limit": ctx.max_text_chars, "field": "text"},
+            )
+        return self
+
+
+class TakedownNotice(PlatformRecord):
+    entity: ClassVar[str] = "takedown"
+    id_field: ClassVar[str] = "notice_id"
+    time_fields: ClassVar[tuple[str, ...]] = ("acted_at",)
+
+    notice_id: Identifier
+    listing_id: Identifier
+    task_id: str | None = None
+    action: TakedownAction
+    reason: Text
+    acted_at: AwareDatetime
+
+
+class Penalty(FeedRecord):
+    entity: ClassVar[str] = "penalty"
+    id_field: ClassVar[str] = "penalty_id"
+    time_fields: ClassVar[tuple[str, ...]] = ("decided_at", "published_at")
+
+    penalty_id: Identifier
+    enterprise_id: Identifier
+    enterprise_name: Text
+    platform: str | None = None
+    seller_id: str | None = None
+    ground: PenaltyGround
+    legal_basis: Text
+    decision_no: Text
+    authority: Text
+    decided_at: AwareDatetime
+    published_at: AwareDatetime
+
+
+ENTITY_MODELS: dict[str, type[FeedRecord]] = {
+    model.entity: model for model in (Listing, InspectionResult, Complaint, TakedownNotice, Penalty)
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
