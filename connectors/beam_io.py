@@ -31,6 +31,7 @@ from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTr
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -39,6 +40,7 @@ from connectors.records import KafkaRecord, OutboundMessage
 
 LOG = logging.getLogger(__name__)
 _END = sys.maxsize
+
 
 @dataclass(frozen=True)
 class PartitionSeed:
@@ -55,7 +57,7 @@ _IDLE_SINCE: dict[tuple[str, str, int], float] = {}
 _IDLE_LOCK = threading.Lock()
 
 
-class _PartitionRestrictions(RestrictionProvider):  # type: ignore[misc]
+class _PartitionRestrictions(RestrictionProvider):
     def initial_restriction(self, element: PartitionSeed) -> OffsetRange:
         return OffsetRange(element.start_offset, _END)
 
@@ -70,7 +72,11 @@ class _PartitionRestrictions(RestrictionProvider):  # type: ignore[misc]
         yield restriction
 
 
-class _ReadPartitionFn(beam.DoFn):  # type: ignore[misc]
+_RESTRICTION_PARAM = beam.DoFn.RestrictionParam(_PartitionRestrictions())
+_WATERMARK_PARAM = beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())
+
+
+class _ReadPartitionFn(beam.DoFn):
     def __init__(
         self,
         bootstrap: str,
@@ -102,7 +108,9 @@ class _ReadPartitionFn(beam.DoFn):  # type: ignore[misc]
         tp = TopicPartition(topic, partition)
         consumer = self._consumers.get(key)
         if consumer is None:
-            consumer = kafka_client.consumer(self._bootstrap, client_id=f"omm-read-{topic}-{partition}")
+            consumer = kafka_client.consumer(
+                self._bootstrap, client_id=f"omm-read-{topic}-{partition}"
+            )
             consumer.assign([tp])
             consumer.seek(tp, offset)
             self._consumers[key] = consumer
@@ -113,10 +121,10 @@ class _ReadPartitionFn(beam.DoFn):  # type: ignore[misc]
     def process(
         self,
         seed: PartitionSeed,
-        tracker: OffsetRestrictionTracker = beam.DoFn.RestrictionParam(_PartitionRestrictions()),
-        watermark: ManualWatermarkEstimator = beam.DoFn.WatermarkEstimatorParam(
-            ManualWatermarkEstimator.default_provider()
-        ),
+        # Beam injects a RestrictionTrackerView and the estimator; the defaults
+        # are Beam's parameter markers, hence Any.
+        tracker: Any = _RESTRICTION_PARAM,
+        watermark: Any = _WATERMARK_PARAM,
     ) -> Iterator[Any]:
         start = tracker.current_restriction().start
         consumer = self._consumer_at(seed.topic, seed.partition, start)
@@ -131,7 +139,7 @@ class _ReadPartitionFn(beam.DoFn):  # type: ignore[misc]
                 if not tracker.try_claim(rec.offset):
                     return
                 ts = Timestamp.of(rec.timestamp / 1000.0)
-                yield beam.window.TimestampedValue(
+                yield TimestampedValue(
                     KafkaRecord(
                         topic=rec.topic,
                         partition=rec.partition,
@@ -166,7 +174,7 @@ class _ReadPartitionFn(beam.DoFn):  # type: ignore[misc]
         tracker.defer_remainder(Duration(seconds=0.05))
 
 
-class ReadFromKafka(beam.PTransform):  # type: ignore[misc]
+class ReadFromKafka(beam.PTransform):
     """Read topics as ``KafkaRecord`` elements, one restriction per partition.
 
     ``start``: ``"committed"`` resumes from the group's committed offsets
@@ -228,7 +236,7 @@ class ReadFromKafka(beam.PTransform):  # type: ignore[misc]
         )
 
 
-class _WriteFn(beam.DoFn):  # type: ignore[misc]
+class _WriteFn(beam.DoFn):
     def __init__(self, bootstrap: str, commit_group: str | None, producer_config: dict[str, Any]):
         self._bootstrap = bootstrap
         self._commit_group = commit_group
@@ -282,7 +290,7 @@ class _WriteFn(beam.DoFn):  # type: ignore[misc]
             )
 
 
-class WriteToKafka(beam.PTransform):  # type: ignore[misc]
+class WriteToKafka(beam.PTransform):
     """Produce ``OutboundMessage`` elements; after each bundle's flush, commit their sources.
 
     ``commit_group``: the consumer group whose offsets are advanced past every
@@ -304,4 +312,3 @@ class WriteToKafka(beam.PTransform):  # type: ignore[misc]
         return messages | "Produce" >> beam.ParDo(
             _WriteFn(self._bootstrap, self._commit_group, self._producer_config)
         )
-

@@ -8,11 +8,12 @@ the outputs of what was read are flushed (DESIGN.md §4, Delivery).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
-from typing import Any
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.errors import NoError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, NoError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from omm.config import ResolvedTopic
@@ -36,7 +37,9 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 
 
 def producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
-    return KafkaProducer(bootstrap_servers=bootstrap.split(","), **{**PRODUCER_DEFAULTS, **overrides})
+    return KafkaProducer(
+        bootstrap_servers=bootstrap.split(","), **{**PRODUCER_DEFAULTS, **overrides}
+    )
 
 
 def consumer(bootstrap: str, group_id: str | None = None, **overrides: Any) -> KafkaConsumer:
@@ -100,18 +103,22 @@ def partitions_for(bootstrap: str, topics: Iterable[str]) -> dict[str, list[int]
 def beginning_offsets(bootstrap: str, parts: dict[str, list[int]]) -> dict[tuple[str, int], int]:
     probe = consumer(bootstrap)
     try:
-        found = probe.beginning_offsets([TopicPartition(t, p) for t, ps in parts.items() for p in ps])
+        found = probe.beginning_offsets(
+            [TopicPartition(t, p) for t, ps in parts.items() for p in ps]
+        )
         return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
     finally:
         probe.close()
 
 
-def committed_offsets(bootstrap: str, group_id: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+def committed_offsets(
+    bootstrap: str, group_id: str, topics: Iterable[str]
+) -> dict[tuple[str, int], int]:
     """The group's committed next-offsets for the given topics' partitions (absent if none)."""
     wanted = set(topics)
     client = admin(bootstrap)
     try:
-        offsets = client.list_group_offsets({group_id: None}).get(group_id, {})
+        offsets = retrying(lambda: client.list_group_offsets({group_id: None}).get(group_id, {}))
     finally:
         client.close()
     return {
@@ -121,11 +128,15 @@ def committed_offsets(bootstrap: str, group_id: str, topics: Iterable[str]) -> d
     }
 
 
-def commit_offsets(client: KafkaAdminClient, group_id: str, positions: dict[tuple[str, int], int]) -> None:
+def commit_offsets(
+    client: KafkaAdminClient, group_id: str, positions: dict[tuple[str, int], int]
+) -> None:
     """Commit next-offsets for a group that reads by assignment (no members, so no generation)."""
-    errors = client.alter_group_offsets(
-        group_id,
-        {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in positions.items()},
+    errors = retrying(
+        lambda: client.alter_group_offsets(
+            group_id,
+            {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in positions.items()},
+        )
     )
     failed = {tp: err for tp, err in errors.items() if err is not NoError}
     if failed:
@@ -134,3 +145,21 @@ def commit_offsets(client: KafkaAdminClient, group_id: str, positions: dict[tupl
 
 class CommitFailed(RuntimeError):
     pass
+
+
+T = TypeVar("T")
+
+
+def retrying(call: Callable[[], T], timeout_s: float = 30.0) -> T:
+    """Retry a call while Kafka says the error is transient (a coordinator still
+    loading on a fresh broker, a leader moving), up to ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return call()
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)

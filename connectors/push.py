@@ -68,7 +68,10 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | Violation]]:
                 yield number, Violation(None, None, "json_syntax", f"not valid JSON: {exc.msg}")
                 continue
             if not isinstance(obj, dict):
-                yield number, Violation(None, None, "json_object", "each line must be a JSON object")
+                yield (
+                    number,
+                    Violation(None, None, "json_object", "each line must be a JSON object"),
+                )
                 continue
             yield number, obj
 
@@ -106,7 +109,9 @@ def topic_for(feed: str, platform: str | None, topics: TopicNames) -> tuple[str,
         return topics.feed(platform, feed), FEED_ENTITIES[feed]
     if feed in REGULATOR_ENTITIES:
         return topics.regulator(feed), REGULATOR_ENTITIES[feed]
-    raise ValueError(f"unknown feed {feed!r}; expected one of {[*FEED_ENTITIES, *REGULATOR_ENTITIES]}")
+    raise ValueError(
+        f"unknown feed {feed!r}; expected one of {[*FEED_ENTITIES, *REGULATOR_ENTITIES]}"
+    )
 
 
 def push_records(

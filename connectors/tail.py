@@ -18,7 +18,11 @@ def decode_value(registry: SchemaRegistry, value: bytes | None) -> dict[str, Any
     try:
         entity, record = registry.decode(value)
     except CodecError as exc:
-        return {"value_hex": value[:64].hex(), "value_bytes": len(value), "decode_error": exc.reason}
+        return {
+            "value_hex": value[:64].hex(),
+            "value_bytes": len(value),
+            "decode_error": exc.reason,
+        }
     return {"entity": entity, "value": record}
 
 

@@ -17,7 +17,9 @@ from rich.table import Table
 from omm.settings import get_settings, pseudonym_key
 
 app = typer.Typer(help="omm: online-market monitoring pipelines.", no_args_is_help=True)
-broker_app = typer.Typer(help="The embedded single-node Apache Kafka (KRaft).", no_args_is_help=True)
+broker_app = typer.Typer(
+    help="The embedded single-node Apache Kafka (KRaft).", no_args_is_help=True
+)
 topics_app = typer.Typer(help="The topic catalog (config/topics.yaml).", no_args_is_help=True)
 schemas_app = typer.Typer(help="The Avro contracts in schemas/avro.", no_args_is_help=True)
 run_app = typer.Typer(help="Run a pipeline.", no_args_is_help=True)
@@ -30,7 +32,8 @@ console = Console()
 err = Console(stderr=True)
 
 Bootstrap = Annotated[
-    str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (default OMM_KAFKA_BOOTSTRAP).")
+    str | None,
+    typer.Option("--bootstrap", help="Kafka bootstrap servers (default OMM_KAFKA_BOOTSTRAP)."),
 ]
 Prefix = Annotated[str, typer.Option("--prefix", help="Topic namespace prefix (tests, tenants).")]
 
@@ -43,7 +46,9 @@ def _broker() -> Any:
     from connectors.broker.manager import EmbeddedKafka
 
     s = get_settings()
-    return EmbeddedKafka(home=s.home / "kafka", port=s.broker_port, controller_port=s.controller_port)
+    return EmbeddedKafka(
+        home=s.home / "kafka", port=s.broker_port, controller_port=s.controller_port
+    )
 
 
 # ---------------------------------------------------------------- broker
@@ -119,7 +124,9 @@ def topics_list() -> None:
 
     table = Table("topic", "entity", "partitions", "retention ms", "cleanup")
     for t in resolved_topics():
-        table.add_row(t.name, t.entity or "-", str(t.partitions), str(t.retention_ms), t.cleanup_policy)
+        table.add_row(
+            t.name, t.entity or "-", str(t.partitions), str(t.retention_ms), t.cleanup_policy
+        )
     console.print(table)
 
 
@@ -149,7 +156,14 @@ def schemas_check(
 # ---------------------------------------------------------------- push / publish
 
 
-def _push(feed: str, path: Path, platform: str | None, bootstrap: str | None, prefix: str, allow_rejects: bool) -> None:
+def _push(
+    feed: str,
+    path: Path,
+    platform: str | None,
+    bootstrap: str | None,
+    prefix: str,
+    allow_rejects: bool,
+) -> None:
     from connectors.push import push_records, read_lines
     from omm.config import load_platforms, load_rules
     from omm.topics import TopicNames
@@ -261,14 +275,20 @@ def run_ingest_job(
         idle_timeout_s=until_idle,
     )
     with console.status("ingest running…" + (f" (until idle {until_idle}s)" if until_idle else "")):
-        return run_ingest(job, pipeline_args_with_defaults(pipeline_args, streaming=until_idle is None))
+        return run_ingest(
+            job, pipeline_args_with_defaults(pipeline_args, streaming=until_idle is None)
+        )
 
 
 def print_accounts(accounts: list[Any]) -> None:
     table = Table("source topic", "in", "valid", "dead letters", "balanced", title="ingest account")
     for a in accounts:
         table.add_row(
-            a.topic, str(a.read), str(a.valid), str(a.dead), "[green]yes[/green]" if a.balanced else "[red]NO[/red]"
+            a.topic,
+            str(a.read),
+            str(a.valid),
+            str(a.dead),
+            "[green]yes[/green]" if a.balanced else "[red]NO[/red]",
         )
     total = [sum(getattr(a, f) for a in accounts) for f in ("read", "valid", "dead")]
     table.add_row("[b]total[/b]", *map(str, total), "", end_section=True)
@@ -283,7 +303,9 @@ def tail(
     topic: Annotated[str, typer.Argument(help="Topic to read")],
     from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
     max_records: Annotated[int | None, typer.Option("--max", help="Stop after N records")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Stop after S seconds without records")] = 5.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Stop after S seconds without records")
+    ] = 5.0,
     bootstrap: Bootstrap = None,
 ) -> None:
     """Print a topic's records as JSON Lines (Avro decoded; dead letters with their headers)."""

@@ -74,9 +74,7 @@ class TopicCatalog(_Strict):
     def resolve(self, platforms: PlatformRegistry) -> list[ResolvedTopic]:
         resolved: list[ResolvedTopic] = []
         for spec in self.topics:
-            owners: list[str | None] = (
-                list(platforms.ids) if "{platform}" in spec.name else [None]
-            )
+            owners: list[str | None] = list(platforms.ids) if "{platform}" in spec.name else [None]
             for owner in owners:
                 resolved.append(
                     ResolvedTopic(
@@ -139,5 +137,16 @@ def load_rules(config_dir: Path | None = None) -> RulesConfig:
     return RulesConfig.model_validate(_read_yaml(config_path("rules.yaml", config_dir)))
 
 
-def resolved_topics(config_dir: Path | None = None) -> list[ResolvedTopic]:
-    return load_topic_catalog(config_dir).resolve(load_platforms(config_dir))
+def resolved_topics(
+    config_dir: Path | None = None, only_platforms: list[str] | None = None
+) -> list[ResolvedTopic]:
+    """Every concrete topic; with ``only_platforms``, per-platform topics of just those."""
+    registry = load_platforms(config_dir)
+    if only_platforms is not None:
+        unknown = set(only_platforms) - set(registry.ids)
+        if unknown:
+            raise ValueError(f"unknown platform(s) {sorted(unknown)}; see config/platforms.yaml")
+        registry = PlatformRegistry(
+            platforms=[p for p in registry.platforms if p.id in only_platforms]
+        )
+    return load_topic_catalog(config_dir).resolve(registry)

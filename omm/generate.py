@@ -34,17 +34,88 @@ def gtin13(body12: str) -> str:
 
 
 CATALOG: tuple[Product, ...] = (
-    Product("美的", "MK-HJ1705", "美的集团股份有限公司", "kitchen", "电热水壶", gtin13("690000000101"), 12900),
-    Product("Midea", "KX-2000A", "Midea Group Co., Ltd.", "kitchen", "电饭煲 rice cooker", gtin13("690000000102"), 29900),
-    Product("Sunbeam Toys", "ST-88", "Sunbeam Toys Co., Ltd.", "toys", "儿童滑板车 scooter", gtin13("690000000103"), 15900),
-    Product("Brightlite", "BL-40W", "Brightlite Lighting Co., Ltd.", "lighting", "LED台灯 desk lamp", None, 8900),
-    Product("Kidsafe", "KS-CS01", "Kidsafe Products Co., Ltd.", "baby", "儿童安全座椅 car seat", gtin13("690000000105"), 89900),
-    Product("PowerGo", "PG-20000", "PowerGo Electronics Co., Ltd.", "electronics", "移动电源 power bank", gtin13("690000000106"), 9900),
-    Product("Aqua", "AQ-300", "Aqua Appliances Co., Ltd.", "kitchen", "净水器 water purifier", None, 59900),
-    Product("WarmHome", "WH-H2", "WarmHome Heating Co., Ltd.", "heating", "电暖器 heater", gtin13("690000000108"), 19900),
+    Product(
+        "美的",
+        "MK-HJ1705",
+        "美的集团股份有限公司",
+        "kitchen",
+        "电热水壶",
+        gtin13("690000000101"),
+        12900,
+    ),
+    Product(
+        "Midea",
+        "KX-2000A",
+        "Midea Group Co., Ltd.",
+        "kitchen",
+        "电饭煲 rice cooker",
+        gtin13("690000000102"),
+        29900,
+    ),
+    Product(
+        "Sunbeam Toys",
+        "ST-88",
+        "Sunbeam Toys Co., Ltd.",
+        "toys",
+        "儿童滑板车 scooter",
+        gtin13("690000000103"),
+        15900,
+    ),
+    Product(
+        "Brightlite",
+        "BL-40W",
+        "Brightlite Lighting Co., Ltd.",
+        "lighting",
+        "LED台灯 desk lamp",
+        None,
+        8900,
+    ),
+    Product(
+        "Kidsafe",
+        "KS-CS01",
+        "Kidsafe Products Co., Ltd.",
+        "baby",
+        "儿童安全座椅 car seat",
+        gtin13("690000000105"),
+        89900,
+    ),
+    Product(
+        "PowerGo",
+        "PG-20000",
+        "PowerGo Electronics Co., Ltd.",
+        "electronics",
+        "移动电源 power bank",
+        gtin13("690000000106"),
+        9900,
+    ),
+    Product(
+        "Aqua",
+        "AQ-300",
+        "Aqua Appliances Co., Ltd.",
+        "kitchen",
+        "净水器 water purifier",
+        None,
+        59900,
+    ),
+    Product(
+        "WarmHome",
+        "WH-H2",
+        "WarmHome Heating Co., Ltd.",
+        "heating",
+        "电暖器 heater",
+        gtin13("690000000108"),
+        19900,
+    ),
 )
 
-ISSUE_TYPES = ("QUALITY", "COUNTERFEIT", "FALSE_ADVERTISING", "RETURN_REFUSED", "AFTER_SALES", "OTHER")
+ISSUE_TYPES = (
+    "QUALITY",
+    "COUNTERFEIT",
+    "FALSE_ADVERTISING",
+    "RETURN_REFUSED",
+    "AFTER_SALES",
+    "OTHER",
+)
 
 
 class FeedGenerator:
@@ -110,8 +181,13 @@ class FeedGenerator:
             "acted_at": self._ago(),
         }
 
-    def inspection(self, n: int, product: Product | None = None, verdict: str = "FAIL",
-                   platform: str | None = None) -> Record:
+    def inspection(
+        self,
+        n: int,
+        product: Product | None = None,
+        verdict: str = "FAIL",
+        platform: str | None = None,
+    ) -> Record:
         p = product or self.rng.choice(CATALOG)
         failed = verdict != "PASS"
         return {
@@ -129,7 +205,8 @@ class FeedGenerator:
             "verdict": verdict,
             "failed_items": (
                 [{"item": "electrical safety", "standard": "GB 4706.1-2005", "kind": "INTRINSIC"}]
-                if failed else []
+                if failed
+                else []
             ),
             "sample_size": 1,
             "acceptance_number": 0,
@@ -167,7 +244,9 @@ LISTING_BREAKERS: dict[str, ListingBreaker] = {
 }
 
 
-def broken_listings(gen: FeedGenerator, platform: str, count: int, start: int = 0) -> Iterator[tuple[Record, str]]:
+def broken_listings(
+    gen: FeedGenerator, platform: str, count: int, start: int = 0
+) -> Iterator[tuple[Record, str]]:
     """``count`` listings, cycling through every breaker: (record, expected rule)."""
     names = sorted(LISTING_BREAKERS)
     for i in range(count):

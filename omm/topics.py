@@ -49,7 +49,9 @@ class TopicNames:
 
     def regulator(self, feed: str) -> str:
         if feed not in REGULATOR_ENTITIES:
-            raise ValueError(f"unknown regulator feed {feed!r}; expected one of {sorted(REGULATOR_ENTITIES)}")
+            raise ValueError(
+                f"unknown regulator feed {feed!r}; expected one of {sorted(REGULATOR_ENTITIES)}"
+            )
         return self._n(f"omm.reg.{feed}")
 
     def valid(self, entity: str) -> str:
@@ -94,4 +96,4 @@ class TopicNames:
         )
 
     def strip(self, topic: str) -> str:
-        return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
+        return topic[len(self.prefix) :] if self.prefix and topic.startswith(self.prefix) else topic

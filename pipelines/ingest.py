@@ -28,7 +28,7 @@ from omm.topics import SourceTopic, TopicNames
 from pipelines.dead_letters import DeadLetter, dead_letter_messages
 from pipelines.rules.personal_data import Redactor, protect_complaint
 from pipelines.rules.record_rules import RuleViolation, check_record, rule_context
-from schemas.models import Complaint, FeedRecord, utc_now
+from schemas.models import Complaint, utc_now
 from schemas.registry import CodecError, SchemaRegistry
 
 LOG = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class ValidRecord:
     source: KafkaRecord
 
 
-class _ValidateFn(beam.DoFn):  # type: ignore[misc]
+class _ValidateFn(beam.DoFn):
     """Decode the Avro single-object bytes, apply the record rules, protect personal data."""
 
     def __init__(self, sources: list[SourceTopic], pseudonym_key: bytes, config_dir: str | None):
@@ -146,7 +146,7 @@ def _id_field(entity: str) -> str:
     return ENTITY_MODELS[entity].id_field
 
 
-class ValidateRecords(beam.PTransform):  # type: ignore[misc]
+class ValidateRecords(beam.PTransform):
     """KafkaRecord -> ValidRecord (main output) | DeadLetter (tag ``dead_letter``)."""
 
     def __init__(self, sources: list[SourceTopic], pseudonym_key: bytes, config_dir: str | None):
@@ -157,7 +157,7 @@ class ValidateRecords(beam.PTransform):  # type: ignore[misc]
         return records | "DecodeAndCheck" >> beam.ParDo(self._fn).with_outputs(DEAD, main=VALID)
 
 
-class ToValidTopics(beam.PTransform):  # type: ignore[misc]
+class ToValidTopics(beam.PTransform):
     def __init__(self, topics: TopicNames):
         super().__init__()
         self._topics = topics
@@ -178,7 +178,7 @@ class ToValidTopics(beam.PTransform):  # type: ignore[misc]
         return valid | "ToMessage" >> beam.Map(to_message)
 
 
-class ToDeadLetters(beam.PTransform):  # type: ignore[misc]
+class ToDeadLetters(beam.PTransform):
     """Each dead letter -> its DLQ copy and the sender's feedback record."""
 
     def __init__(self, topics: TopicNames):
@@ -188,7 +188,7 @@ class ToDeadLetters(beam.PTransform):  # type: ignore[misc]
     def expand(self, dead: beam.PCollection) -> beam.PCollection:
         topics = self._topics
 
-        class _ToMessages(beam.DoFn):  # type: ignore[misc]
+        class _ToMessages(beam.DoFn):
             def setup(self) -> None:
                 self._registry = SchemaRegistry.load()
 
@@ -211,7 +211,7 @@ class IngestJob:
     config_dir: str | None = None
 
 
-class Ingest(beam.PTransform):  # type: ignore[misc]
+class Ingest(beam.PTransform):
     def __init__(self, job: IngestJob):
         super().__init__()
         self._job = job
@@ -230,8 +230,10 @@ class Ingest(beam.PTransform):  # type: ignore[misc]
         )
         valid = checked[VALID] | "ToValidTopics" >> ToValidTopics(job.topics)
         dead = checked[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics)
-        return (valid, dead) | "AllOutputs" >> beam.Flatten() | "WriteOutputs" >> WriteToKafka(
-            job.bootstrap, commit_group=job.group_id
+        return (
+            (valid, dead)
+            | "AllOutputs" >> beam.Flatten()
+            | "WriteOutputs" >> WriteToKafka(job.bootstrap, commit_group=job.group_id)
         )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
@@ -73,35 +73,35 @@ Text = Annotated[str, AfterValidator(_not_blank)]
 Gtin = Annotated[str | None, AfterValidator(_gtin)]
 
 
-class ListingStatus(str, Enum):
+class ListingStatus(StrEnum):
     ACTIVE = "ACTIVE"
     REMOVED = "REMOVED"
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     PASS = "PASS"
     FAIL = "FAIL"
     THREE_NO = "THREE_NO"
     COUNTERFEIT = "COUNTERFEIT"
 
 
-class FailedItemKind(str, Enum):
+class FailedItemKind(StrEnum):
     INTRINSIC = "INTRINSIC"
     MARKING = "MARKING"
 
 
-class ResultStatus(str, Enum):
+class ResultStatus(StrEnum):
     PRELIMINARY = "PRELIMINARY"
     FINAL = "FINAL"
     OVERTURNED = "OVERTURNED"
 
 
-class ComplaintChannel(str, Enum):
+class ComplaintChannel(StrEnum):
     PLATFORM = "PLATFORM"
     HOTLINE_12315 = "HOTLINE_12315"
 
 
-class IssueType(str, Enum):
+class IssueType(StrEnum):
     QUALITY = "QUALITY"
     COUNTERFEIT = "COUNTERFEIT"
     FALSE_ADVERTISING = "FALSE_ADVERTISING"
@@ -112,20 +112,20 @@ class IssueType(str, Enum):
     OTHER = "OTHER"
 
 
-class ComplaintStatus(str, Enum):
+class ComplaintStatus(StrEnum):
     OPEN = "OPEN"
     IN_PROGRESS = "IN_PROGRESS"
     RESOLVED = "RESOLVED"
     CLOSED = "CLOSED"
 
 
-class TakedownAction(str, Enum):
+class TakedownAction(StrEnum):
     REMOVED = "REMOVED"
     RESTORED = "RESTORED"
     DISPUTED = "DISPUTED"
 
 
-class PenaltyGround(str, Enum):
+class PenaltyGround(StrEnum):
     PRODUCT_SAFETY = "PRODUCT_SAFETY"
     FALSE_ADVERTISING = "FALSE_ADVERTISING"
     UNFAIR_COMPETITION = "UNFAIR_COMPETITION"

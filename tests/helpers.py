@@ -1,0 +1,103 @@
+"""Small helpers that let an integration test read like its scenario."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import TopicPartition
+
+from connectors import kafka_client
+from omm.config import resolved_topics
+from omm.topics import TopicNames
+from schemas.registry import CodecError, SchemaRegistry
+
+REGISTRY = SchemaRegistry.load()
+
+
+def fresh_namespace(platforms: list[str], bootstrap: str) -> TopicNames:
+    """A private set of catalog topics (for the given platforms) under a unique prefix."""
+    topics = TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}.")
+    kafka_client.create_topics(
+        bootstrap, resolved_topics(only_platforms=platforms), prefix=topics.prefix
+    )
+    return topics
+
+
+def produce_raw(
+    bootstrap: str, topic: str, values: Iterable[tuple[bytes | None, bytes | None]]
+) -> int:
+    producer = kafka_client.producer(bootstrap)
+    n = 0
+    for key, value in values:
+        producer.send(topic, key=key, value=value)
+        n += 1
+    producer.flush()
+    producer.close()
+    return n
+
+
+def produce_avro(
+    bootstrap: str, topic: str, entity: str, records: Iterable[dict[str, Any]], key_field: str
+) -> int:
+    """Encode with the current schema as a platform's own producer would; no rules checked."""
+    return produce_raw(
+        bootstrap,
+        topic,
+        ((str(r[key_field]).encode(), REGISTRY.encode(entity, r)) for r in records),
+    )
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+    record: dict[str, Any] | None  # decoded when it is Avro single-object
+
+    @property
+    def entity(self) -> str | None:
+        return self.record.get("__entity") if self.record else None
+
+
+def read_all(
+    bootstrap: str, topic: str, expect: int | None = None, timeout_s: float = 10.0
+) -> list[Message]:
+    """Every record on the topic (stops early once ``expect`` records arrived)."""
+    consumer = kafka_client.consumer(bootstrap)
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    ends = consumer.end_offsets(tps)
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            for r in records:
+                try:
+                    entity, decoded = REGISTRY.decode(r.value) if r.value else (None, None)
+                    record = {**decoded, "__entity": entity} if decoded is not None else None
+                except CodecError:
+                    record = None
+                out.append(
+                    Message(
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        r.key,
+                        r.value,
+                        {k: v.decode("utf-8", "replace") for k, v in (r.headers or [])},
+                        record,
+                    )
+                )
+        done = all(consumer.position(tp) >= ends[tp] for tp in tps)
+        if (expect is None and done) or (expect is not None and len(out) >= expect and done):
+            break
+    consumer.close()
+    return out
