@@ -112,8 +112,8 @@ def run_demo(console: Console, seed: int = 2016) -> None:
             str(len(report.rejected)),
         )
     console.print(pushed)
-    for line in client_refused:
-        console.print(f"  [yellow]push client refused[/yellow] {line}")
+    for refusal in client_refused:
+        console.print(f"  [yellow]push client refused[/yellow] {refusal}")
 
     console.rule("[b]3. Some senders bypass the client: bad records straight to Kafka")
     producer = kafka_client.producer(bootstrap)
