@@ -33,9 +33,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from connectors import kafka_client
+from connectors.fetcher import PartitionFetcher
 from connectors.records import KafkaRecord, OutboundMessage
 
 LOG = logging.getLogger(__name__)
@@ -90,33 +91,16 @@ class _ReadPartitionFn(beam.DoFn):
         self._idle_timeout_s = idle_timeout_s
         self._max_records = max_records_per_poll
         self._poll_timeout_ms = poll_timeout_ms
-        self._consumers: dict[tuple[str, int], KafkaConsumer] = {}
+        self._fetcher: PartitionFetcher | None = None
         self._records_read = Metrics.counter("kafka_read", "records")
 
     def setup(self) -> None:
-        self._consumers = {}
+        self._fetcher = PartitionFetcher(self._bootstrap, client_id=f"omm-read-{self._read_id[:8]}")
 
     def teardown(self) -> None:
-        for consumer in self._consumers.values():
-            consumer.close()
-        self._consumers = {}
-
-    def _consumer_at(self, topic: str, partition: int, offset: int) -> KafkaConsumer:
-        # One consumer per partition keeps its prefetched data across polls:
-        # re-seeking a shared consumer would throw that buffer away each time.
-        key = (topic, partition)
-        tp = TopicPartition(topic, partition)
-        consumer = self._consumers.get(key)
-        if consumer is None:
-            consumer = kafka_client.consumer(
-                self._bootstrap, client_id=f"omm-read-{topic}-{partition}"
-            )
-            consumer.assign([tp])
-            consumer.seek(tp, offset)
-            self._consumers[key] = consumer
-        elif consumer.position(tp) != offset:
-            consumer.seek(tp, offset)
-        return consumer
+        if self._fetcher is not None:
+            self._fetcher.close()
+            self._fetcher = None
 
     def process(
         self,
@@ -126,10 +110,11 @@ class _ReadPartitionFn(beam.DoFn):
         tracker: Any = _RESTRICTION_PARAM,
         watermark: Any = _WATERMARK_PARAM,
     ) -> Iterator[Any]:
+        assert self._fetcher is not None
         start = tracker.current_restriction().start
-        consumer = self._consumer_at(seed.topic, seed.partition, start)
-        polled = consumer.poll(timeout_ms=self._poll_timeout_ms, max_records=self._max_records)
-        records = polled.get(TopicPartition(seed.topic, seed.partition), [])
+        records = self._fetcher.take(
+            seed.topic, seed.partition, start, self._max_records, self._poll_timeout_ms
+        )
         idle_key = (self._read_id, seed.topic, seed.partition)
         now = time.monotonic()
         if records:
@@ -190,7 +175,7 @@ class ReadFromKafka(beam.PTransform):
         start: str = "committed",
         idle_timeout_s: float | None = None,
         max_records_per_poll: int = 5000,
-        poll_timeout_ms: int = 200,
+        poll_timeout_ms: int = 20,
     ) -> None:
         super().__init__()
         if start not in ("committed", "earliest"):

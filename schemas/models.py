@@ -62,7 +62,7 @@ def _gtin(value: str | None) -> str | None:
     if not gtin_is_valid(value):
         raise PydanticCustomError(
             "gtin_check_digit",
-            "{value!r} is not a valid GTIN-8/12/13/14 (digits and mod-10 check digit)",
+            "'{value}' is not a valid GTIN-8/12/13/14 (digits and mod-10 check digit)",
             {"value": value},
         )
     return value
@@ -201,14 +201,14 @@ class PlatformRecord(FeedRecord):
         if ctx.topic_platform is not None and value != ctx.topic_platform:
             raise PydanticCustomError(
                 "platform_matches_topic",
-                "record claims platform {value!r} but arrived on platform {topic!r}'s feed "
+                "record claims platform '{value}' but arrived on the feed of platform '{topic}' "
                 "(spoofed: a platform may only write its own feed)",
                 {"value": value, "topic": ctx.topic_platform},
             )
         if value not in ctx.platforms:
             raise PydanticCustomError(
                 "platform_registered",
-                "platform {value!r} is not in the platform registry",
+                "platform '{value}' is not in the platform registry",
                 {"value": value},
             )
         return value
@@ -248,7 +248,7 @@ class Listing(PlatformRecord):
         if self.currency not in ctx.currencies:
             raise PydanticCustomError(
                 "currency_known",
-                "currency {value!r} is not one of {known}",
+                "currency '{value}' is not one of {known}",
                 {"value": self.currency, "known": sorted(ctx.currencies), "field": "currency"},
             )
         return self

@@ -1,0 +1,79 @@
+"""One Kafka consumer serving many per-partition readers.
+
+A splittable reader asks for "records of partition P from offset O" one
+partition at a time. A consumer per partition costs a connection and a
+metadata round trip each (seconds for a hundred partitions) and a blocking
+poll each; instead one consumer fetches for every partition at once and
+keeps what it got in per-partition buffers until that partition's reader
+asks. Partitions with a full buffer are paused so one busy topic cannot fill
+memory while a reader is elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from connectors import kafka_client
+
+
+class PartitionFetcher:
+    def __init__(self, bootstrap: str, client_id: str, max_buffered: int = 20_000) -> None:
+        self._consumer = kafka_client.consumer(bootstrap, client_id=client_id)
+        self._max_buffered = max_buffered
+        self._buffers: dict[TopicPartition, deque[ConsumerRecord]] = {}
+        # next offset the consumer will fetch for each assigned partition
+        self._fetch_pos: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _assign(self, tp: TopicPartition, offset: int) -> None:
+        # assign() replaces the whole assignment and forgets positions: re-seek all.
+        self._fetch_pos[tp] = offset
+        self._buffers[tp] = deque()
+        self._consumer.assign(list(self._fetch_pos))
+        for other, pos in self._fetch_pos.items():
+            self._consumer.seek(other, pos)
+        self._paused.clear()
+
+    def _rewind(self, tp: TopicPartition, offset: int) -> None:
+        self._buffers[tp].clear()
+        self._fetch_pos[tp] = offset
+        self._consumer.seek(tp, offset)
+
+    def take(
+        self, topic: str, partition: int, offset: int, max_records: int, timeout_ms: int
+    ) -> list[ConsumerRecord]:
+        """Up to ``max_records`` records of the partition starting exactly at ``offset``."""
+        tp = TopicPartition(topic, partition)
+        if tp not in self._fetch_pos:
+            self._assign(tp, offset)
+        buffer = self._buffers[tp]
+        expected_next = buffer[0].offset if buffer else self._fetch_pos[tp]
+        if expected_next != offset:
+            # a retried bundle, or a gap: fetch again from where the reader is
+            self._rewind(tp, offset)
+        if len(buffer) < max_records:
+            self._fill(timeout_ms if not buffer else 0)
+        out = [buffer.popleft() for _ in range(min(max_records, len(buffer)))]
+        if tp in self._paused and len(buffer) < self._max_buffered // 2:
+            self._consumer.resume(tp)
+            self._paused.discard(tp)
+        return out
+
+    def _fill(self, timeout_ms: int) -> None:
+        polled: dict[TopicPartition, list[Any]] = self._consumer.poll(timeout_ms=timeout_ms)
+        for tp, records in polled.items():
+            if not records or tp not in self._buffers:
+                continue
+            buffer = self._buffers[tp]
+            buffer.extend(records)
+            self._fetch_pos[tp] = records[-1].offset + 1
+            if len(buffer) >= self._max_buffered and tp not in self._paused:
+                self._consumer.pause(tp)
+                self._paused.add(tp)
