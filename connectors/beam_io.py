@@ -50,7 +50,8 @@ class PartitionSeed:
     start_offset: int
 
 
-# Idle clocks for bounded reads, per (read id, topic, partition). Process-wide
+# Idle clocks for bounded reads, per (read id, topic, partition): when the
+# partition was first found with nothing new, since its last record. Process-wide
 # rather than per DoFn instance because a runner may hand the deferred remainder
 # to a fresh instance; on a multi-worker runner each worker keeps its own clock,
 # which can only make a bounded read end later, never lose a record.
@@ -119,11 +120,12 @@ class _ReadPartitionFn(beam.DoFn):
         now = time.monotonic()
         if records:
             with _IDLE_LOCK:
-                _IDLE_SINCE[idle_key] = now
+                _IDLE_SINCE.pop(idle_key, None)
+            newest = records[0].timestamp
             for rec in records:
                 if not tracker.try_claim(rec.offset):
                     return
-                ts = Timestamp.of(rec.timestamp / 1000.0)
+                newest = max(newest, rec.timestamp)
                 yield TimestampedValue(
                     KafkaRecord(
                         topic=rec.topic,
@@ -131,14 +133,16 @@ class _ReadPartitionFn(beam.DoFn):
                         offset=rec.offset,
                         key=rec.key,
                         value=rec.value,
-                        headers=tuple((k, v) for k, v in (rec.headers or ())),
+                        headers=tuple(rec.headers) if rec.headers else (),
                         timestamp_ms=rec.timestamp,
                     ),
-                    ts,
+                    Timestamp(micros=rec.timestamp * 1000),
                 )
-                current = watermark.current_watermark()
-                if current is None or ts > current:
-                    watermark.set_watermark(ts)
+            # once per poll, not per record: the estimator only needs the high mark
+            ts = Timestamp(micros=newest * 1000)
+            current = watermark.current_watermark()
+            if current is None or ts > current:
+                watermark.set_watermark(ts)
             self._records_read.inc(len(records))
             tracker.defer_remainder()
             return
@@ -150,7 +154,12 @@ class _ReadPartitionFn(beam.DoFn):
         if self._idle_timeout_s is not None:
             with _IDLE_LOCK:
                 since = _IDLE_SINCE.setdefault(idle_key, now)
-            if now - since >= self._idle_timeout_s:
+            # Idle = empty-handed for the whole window AND nothing left to fetch:
+            # a partition can go a long time between its turns while others
+            # are processed, which is not idleness.
+            if now - since >= self._idle_timeout_s and self._fetcher.caught_up(
+                seed.topic, seed.partition, start
+            ):
                 # Claiming the last position ends this partition's restriction.
                 tracker.try_claim(_END - 1)
                 with _IDLE_LOCK:
@@ -174,7 +183,7 @@ class ReadFromKafka(beam.PTransform):
         group_id: str,
         start: str = "committed",
         idle_timeout_s: float | None = None,
-        max_records_per_poll: int = 5000,
+        max_records_per_poll: int = 20000,
         poll_timeout_ms: int = 20,
     ) -> None:
         super().__init__()

@@ -21,7 +21,7 @@ from connectors import kafka_client
 
 
 class PartitionFetcher:
-    def __init__(self, bootstrap: str, client_id: str, max_buffered: int = 20_000) -> None:
+    def __init__(self, bootstrap: str, client_id: str, max_buffered: int = 50_000) -> None:
         self._consumer = kafka_client.consumer(bootstrap, client_id=client_id)
         self._max_buffered = max_buffered
         self._buffers: dict[TopicPartition, deque[ConsumerRecord]] = {}
@@ -58,15 +58,23 @@ class PartitionFetcher:
         if expected_next != offset:
             # a retried bundle, or a gap: fetch again from where the reader is
             self._rewind(tp, offset)
-        if len(buffer) < max_records:
-            self._fill(timeout_ms if not buffer else 0)
+        timeout = timeout_ms if not buffer else 0
+        while len(buffer) < max_records and self._fill(timeout):
+            timeout = 0  # take what is already fetched, do not wait for more
         out = [buffer.popleft() for _ in range(min(max_records, len(buffer)))]
         if tp in self._paused and len(buffer) < self._max_buffered // 2:
             self._consumer.resume(tp)
             self._paused.discard(tp)
         return out
 
-    def _fill(self, timeout_ms: int) -> None:
+    def caught_up(self, topic: str, partition: int, offset: int) -> bool:
+        """Whether ``offset`` is at the partition's end (its high watermark) right now."""
+        tp = TopicPartition(topic, partition)
+        end = self._consumer.end_offsets([tp])[tp]
+        return bool(offset >= end)
+
+    def _fill(self, timeout_ms: int) -> bool:
+        """Poll once into the buffers; whether anything arrived."""
         polled: dict[TopicPartition, list[Any]] = self._consumer.poll(timeout_ms=timeout_ms)
         for tp, records in polled.items():
             if not records or tp not in self._buffers:
@@ -77,3 +85,4 @@ class PartitionFetcher:
             if len(buffer) >= self._max_buffered and tp not in self._paused:
                 self._consumer.pause(tp)
                 self._paused.add(tp)
+        return any(polled.values())

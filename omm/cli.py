@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
@@ -189,7 +190,7 @@ def _push(
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc
     for rejection in report.rejected:
-        err.print(f"[yellow]rejected[/yellow] {path.name} {rejection.describe()}")
+        err.print(f"[yellow]rejected[/yellow] {escape(path.name)} {escape(rejection.describe())}")
     table = Table("topic", "lines", "sent", "rejected")
     table.add_row(report.topic, str(report.total), str(report.sent), str(len(report.rejected)))
     console.print(table)
@@ -311,8 +312,14 @@ def tail(
     """Print a topic's records as JSON Lines (Avro decoded; dead letters with their headers)."""
     from connectors.tail import tail_records
 
-    for line in tail_records(_bootstrap(bootstrap), topic, from_beginning, max_records, timeout):
-        sys.stdout.write(json.dumps(line, ensure_ascii=False, default=_json_default) + "\n")
+    try:
+        for line in tail_records(
+            _bootstrap(bootstrap), topic, from_beginning, max_records, timeout
+        ):
+            sys.stdout.write(json.dumps(line, ensure_ascii=False, default=_json_default) + "\n")
+    except LookupError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from exc
     sys.stdout.flush()
 
 

@@ -29,7 +29,7 @@ from pipelines.dead_letters import DeadLetter, dead_letter_messages
 from pipelines.rules.personal_data import Redactor, protect_complaint
 from pipelines.rules.record_rules import RuleViolation, check_record, rule_context
 from schemas.models import Complaint, utc_now
-from schemas.registry import CodecError, SchemaRegistry
+from schemas.registry import HEADER_LEN, CodecError, SchemaRegistry
 
 LOG = logging.getLogger(__name__)
 STAGE = "ingest"
@@ -63,6 +63,9 @@ class _ValidateFn(beam.DoFn):
         self._rules = load_rules(cfg_dir)
         self._platforms = load_platforms(cfg_dir)
         self._redactor = Redactor.from_config(self._rules.personal_data)
+        self._current_headers = {
+            e: self._registry.current(e).header for e in self._registry.entities()
+        }
         self._counters: dict[tuple[str, str], Any] = {}
 
     def _count(self, what: str, topic: str) -> None:
@@ -106,14 +109,17 @@ class _ValidateFn(beam.DoFn):
                 rule=first.rule,
             )
             return
+        value: bytes = rec.value
         if isinstance(record, Complaint):
             record = protect_complaint(record, self._pseudonym_key, self._redactor)
+            value = self._registry.encode(source.entity, record.to_record())
+        elif value[:HEADER_LEN] != self._current_headers[source.entity]:
+            # written with an older schema version: publish in the current one
+            value = self._registry.encode(source.entity, record.to_record())
+        # else: the bytes already are the canonical current-version record, pass them on
         self._count("valid", rec.topic)
         yield ValidRecord(
-            entity=source.entity,
-            key=record.kafka_key.encode("utf-8"),
-            value=self._registry.encode(source.entity, record.to_record()),
-            source=rec,
+            entity=source.entity, key=record.kafka_key.encode("utf-8"), value=value, source=rec
         )
 
     def _dead(

@@ -86,8 +86,9 @@ def _violations(error: ValidationError) -> list[Violation]:
         loc = [str(part) for part in item["loc"]]
         field = ctx.get("field") or (".".join(loc) if loc else None)
         value = ctx.get("value", item.get("input"))
-        if not loc and "field" not in ctx:
-            value = None  # whole-record input: too large to echo back
+        if item["type"] == "missing" or (not loc and "field" not in ctx):
+            # the input here is the whole record: never echo it (it may hold personal data)
+            value = None
         rule = _PYDANTIC_RULE_NAMES.get(item["type"], item["type"])
         out.append(Violation(field=field, value=_short(value), rule=rule, message=item["msg"]))
     return out

@@ -1,0 +1,185 @@
+"""`make bench`: omm's throughput beside the raw limit, measured in the same run.
+
+The raw limit is what plain kafka-python does with the same records and no
+Beam: consume + fastavro decode + encode + produce. The ingest figure is the
+real pipeline (FnApiRunner) on the same topic. Both are timed from their start
+to their last output record's broker timestamp, so Beam's start-up cost is
+counted and the idle wait that ends a bounded run is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform as host
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from kafka import TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from connectors import kafka_client
+from omm.config import resolved_topics
+from omm.generate import FeedGenerator
+from omm.settings import get_settings
+from omm.topics import TopicNames
+from schemas.registry import SchemaRegistry
+
+PLATFORM = "tmall"
+console = Console()
+
+
+@dataclass(frozen=True)
+class Rate:
+    label: str
+    records: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else float("nan")
+
+
+def produce_listings(bootstrap: str, topic: str, n: int, registry: SchemaRegistry) -> None:
+    gen = FeedGenerator(seed=1)
+    template = [gen.listing(PLATFORM, i) for i in range(1000)]
+    producer = kafka_client.producer(bootstrap)
+    for i in range(n):
+        record = {**template[i % 1000], "listing_id": f"{PLATFORM}-B{i:09d}"}
+        producer.send(
+            topic, key=record["listing_id"].encode(), value=registry.encode("listing", record)
+        )
+    producer.flush()
+    producer.close()
+
+
+def last_timestamp_ms(bootstrap: str, topic: str, expect: int, timeout_s: float = 600) -> int:
+    """Wait until ``expect`` records are on ``topic``; return the newest record's timestamp."""
+    consumer = kafka_client.consumer(bootstrap)
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ends = consumer.end_offsets(tps)
+        if sum(ends.values()) >= expect:
+            break
+        time.sleep(0.2)
+    newest = 0
+    consumer.assign(tps)
+    for tp in tps:
+        end = consumer.end_offsets([tp])[tp]
+        if end == 0:
+            continue
+        consumer.seek(tp, end - 1)
+        for records in consumer.poll(timeout_ms=2000).values():
+            newest = max([newest, *(r.timestamp for r in records)])
+    consumer.close()
+    return newest
+
+
+def raw_limit(bootstrap: str, source: str, sink: str, n: int, registry: SchemaRegistry) -> Rate:
+    """Plain kafka-python: consume + decode + encode + produce, no Beam, no rules."""
+    started = time.time()
+    consumer = kafka_client.consumer(bootstrap)
+    tps = [TopicPartition(source, p) for p in sorted(consumer.partitions_for_topic(source) or [])]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    producer = kafka_client.producer(bootstrap)
+    seen = 0
+    while seen < n:
+        for records in consumer.poll(timeout_ms=500).values():
+            for rec in records:
+                entity, record = registry.decode(rec.value)
+                producer.send(sink, key=rec.key, value=registry.encode(entity, record))
+            seen += len(records)
+    producer.flush()
+    producer.close()
+    consumer.close()
+    return Rate("raw kafka-python consume+decode+encode+produce", n, time.time() - started)
+
+
+def ingest_rate(bootstrap: str, topics: TopicNames, n: int) -> Rate:
+    from omm.beam_runtime import pipeline_args_with_defaults
+    from pipelines.ingest import IngestJob, run_ingest
+
+    job = IngestJob(
+        bootstrap=bootstrap,
+        platforms=[PLATFORM],
+        topics=topics,
+        group_id=f"{topics.prefix}ingest",
+        pseudonym_key=b"bench-only-key",
+        idle_timeout_s=3.0,
+    )
+    started = time.time()
+    accounts = run_ingest(job, pipeline_args_with_defaults(None, streaming=False))
+    read = sum(a.read for a in accounts)
+    if read != n or not all(a.balanced for a in accounts):
+        raise SystemExit(f"ingest read {read} of {n} records or did not balance: {accounts}")
+    last = last_timestamp_ms(bootstrap, topics.valid("listing"), n) / 1000.0
+    return Rate("omm ingest (Beam FnApiRunner, rules + Avro + DLQ routing)", n, last - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=200_000)
+    args = parser.parse_args()
+    n = args.records
+
+    from connectors.broker.manager import EmbeddedKafka
+
+    settings = get_settings()
+    broker = EmbeddedKafka(
+        home=settings.home / "kafka",
+        port=settings.broker_port,
+        controller_port=settings.controller_port,
+    )
+    with console.status("starting the embedded broker…"):
+        broker.ensure_jars()
+        broker.start()
+    bootstrap = settings.kafka_bootstrap
+    topics = TopicNames(prefix=f"bench{int(time.time())}.")
+    kafka_client.create_topics(
+        bootstrap, resolved_topics(only_platforms=[PLATFORM]), prefix=topics.prefix
+    )
+    registry = SchemaRegistry.load()
+    source = topics.feed(PLATFORM, "listings")
+    # the raw run writes to its own copy of omm.valid.listings
+    kafka_client.create_topics(
+        bootstrap,
+        [t for t in resolved_topics() if t.name == "omm.valid.listings"],
+        prefix=topics.prefix + "raw.",
+    )
+    sink = topics.prefix + "raw.omm.valid.listings"
+
+    with console.status(f"producing {n:,} listings to {source}…"):
+        produce_listings(bootstrap, source, n, registry)
+    with console.status("raw limit: kafka-python consume + decode + encode + produce…"):
+        raw = raw_limit(bootstrap, source, sink, n, registry)
+    with console.status("omm ingest pipeline…"):
+        ingest = ingest_rate(bootstrap, topics, n)
+
+    table = Table(
+        title=f"make bench — {n:,} listing events, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
+    table.add_column("what")
+    table.add_column("records", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column("records/s", justify="right")
+    table.add_column("% of raw", justify="right")
+    for rate in (raw, ingest):
+        table.add_row(
+            rate.label,
+            f"{rate.records:,}",
+            f"{rate.seconds:.1f}",
+            f"{rate.per_second:,.0f}",
+            f"{100 * rate.per_second / raw.per_second:.0f} %",
+        )
+    console.print(table)
+    console.print(
+        f"machine: {host.machine()}, {host.system()} {host.release()}, python {host.python_version()}; "
+        "target: ingest ≥ 50 % of raw"
+    )
+
+
+if __name__ == "__main__":
+    main()
