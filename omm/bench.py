@@ -10,6 +10,7 @@ counted and the idle wait that ends a bounded run is not.
 from __future__ import annotations
 
 import argparse
+import os
 import platform as host
 import time
 from dataclasses import dataclass
@@ -175,10 +176,8 @@ def main() -> None:
             f"{100 * rate.per_second / raw.per_second:.0f} %",
         )
     console.print(table)
-    console.print(
-        f"machine: {host.machine()}, {host.system()} {host.release()}, python {host.python_version()}; "
-        "target: ingest ≥ 50 % of raw"
-    )
+    machine = f"{host.machine()} {host.system()} {host.release()}, {os.cpu_count()} cores"
+    console.print(f"machine: {machine}, python {host.python_version()}; target ≥ 50 % of raw")
 
 
 if __name__ == "__main__":

@@ -281,6 +281,96 @@ def run_ingest_job(
         )
 
 
+@run_app.command("enforce")
+def run_enforce_cmd(
+    until_idle: Annotated[
+        float | None,
+        typer.Option("--until-idle", help="Stop once every partition had nothing new for SECONDS."),
+    ] = None,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = "",
+    pipeline_args: Annotated[
+        list[str] | None, typer.Argument(help="Beam pipeline options, after --")
+    ] = None,
+) -> None:
+    """Join failed results with live listings: tasks to omm.tasks.<platform>, reviews to review."""
+    account = run_enforce_job(_bootstrap(bootstrap), prefix, until_idle, pipeline_args)
+    print_enforce_account(account)
+    if not account.balanced:
+        raise typer.Exit(1)
+
+
+@run_app.command("all")
+def run_all_cmd(
+    until_idle: Annotated[
+        float | None,
+        typer.Option("--until-idle", help="Bounded: ingest until idle, then enforce until idle."),
+    ] = None,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = "",
+) -> None:
+    """Every stage. Bounded runs go one after the other; streaming runs side by side."""
+    servers = _bootstrap(bootstrap)
+    if until_idle is not None:
+        accounts = run_ingest_job(servers, prefix, None, until_idle, None)
+        print_accounts(accounts)
+        enforce_account = run_enforce_job(servers, prefix, until_idle, None)
+        print_enforce_account(enforce_account)
+        if not enforce_account.balanced or any(not a.balanced for a in accounts):
+            raise typer.Exit(1)
+        return
+    import threading
+
+    stages = [
+        threading.Thread(
+            target=run_ingest_job, args=(servers, prefix, None, None, None), name="ingest"
+        ),
+        threading.Thread(
+            target=run_enforce_job, args=(servers, prefix, None, None), name="enforce"
+        ),
+    ]
+    for stage in stages:
+        stage.start()
+    for stage in stages:
+        stage.join()
+
+
+def run_enforce_job(
+    bootstrap: str, prefix: str, until_idle: float | None, pipeline_args: list[str] | None
+) -> Any:
+    from omm.beam_runtime import pipeline_args_with_defaults
+    from omm.topics import TopicNames
+    from pipelines.enforce import EnforceJob, run_enforce
+
+    job = EnforceJob(bootstrap=bootstrap, topics=TopicNames(prefix), idle_timeout_s=until_idle)
+    with console.status(
+        "enforce running…" + (f" (until idle {until_idle}s)" if until_idle else "")
+    ):
+        return run_enforce(
+            job, pipeline_args_with_defaults(pipeline_args, streaming=until_idle is None)
+        )
+
+
+def print_enforce_account(account: Any) -> None:
+    table = Table(
+        "in",
+        "keyed",
+        "unkeyed",
+        "dead letters",
+        "balanced",
+        "tasks",
+        "reviews",
+        "withdrawn",
+        title="enforce account",
+    )
+    table.add_row(
+        *(str(getattr(account, f)) for f in ("read", "keyed", "unkeyed", "dead")),
+        "[green]yes[/green]" if account.balanced else "[red]NO[/red]",
+        *(str(getattr(account, f)) for f in ("tasks", "reviews", "withdrawn")),
+    )
+    console.print(table)
+
+
 def print_accounts(accounts: list[Any]) -> None:
     table = Table("source topic", "in", "valid", "dead letters", "balanced", title="ingest account")
     for a in accounts:
