@@ -68,10 +68,14 @@ class PartitionFetcher:
         return out
 
     def caught_up(self, topic: str, partition: int, offset: int) -> bool:
-        """Whether ``offset`` is at the partition's end (its high watermark) right now."""
-        tp = TopicPartition(topic, partition)
-        end = self._consumer.end_offsets([tp])[tp]
-        return bool(offset >= end)
+        """Whether ``offset`` is at the partition's end, by the high watermark of the last fetch.
+
+        The cached watermark, not an ``end_offsets`` request: kafka-python 3.0.12
+        was seen to block forever on that request from a consumer with fetches in
+        flight. Unknown (no fetch answered yet) counts as not caught up.
+        """
+        end = self._consumer.highwater(TopicPartition(topic, partition))
+        return end is not None and offset >= end
 
     def _fill(self, timeout_ms: int) -> bool:
         """Poll once into the buffers; whether anything arrived."""

@@ -120,12 +120,13 @@ def ingest_rate(bootstrap: str, topics: TopicNames, n: int) -> Rate:
     return Rate("omm ingest (Beam FnApiRunner, rules + Avro + DLQ routing)", n, last - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--records", type=int, default=200_000)
-    args = parser.parse_args()
-    n = args.records
+MACHINE = (
+    f"{host.machine()} {host.system()} {host.release()}, {os.cpu_count()} cores, "
+    f"python {host.python_version()}"
+)
 
+
+def start_broker() -> str:
     from connectors.broker.manager import EmbeddedKafka
 
     settings = get_settings()
@@ -137,7 +138,25 @@ def main() -> None:
     with console.status("starting the embedded broker…"):
         broker.ensure_jars()
         broker.start()
-    bootstrap = settings.kafka_bootstrap
+    return settings.kafka_bootstrap
+
+
+def rate_table(title: str, raw: Rate, measured: list[Rate]) -> Table:
+    table = Table(title=title)
+    for column in ("what", "records", "seconds", "records/s", "% of raw"):
+        table.add_column(column, justify="left" if column == "what" else "right")
+    for rate in (raw, *measured):
+        table.add_row(
+            rate.label,
+            f"{rate.records:,}",
+            f"{rate.seconds:.1f}",
+            f"{rate.per_second:,.0f}",
+            f"{100 * rate.per_second / raw.per_second:.0f} %",
+        )
+    return table
+
+
+def bench_ingest(bootstrap: str, n: int) -> None:
     topics = TopicNames(prefix=f"bench{int(time.time())}.")
     kafka_client.create_topics(
         bootstrap, resolved_topics(only_platforms=[PLATFORM]), prefix=topics.prefix
@@ -151,33 +170,38 @@ def main() -> None:
         prefix=topics.prefix + "raw.",
     )
     sink = topics.prefix + "raw.omm.valid.listings"
-
     with console.status(f"producing {n:,} listings to {source}…"):
         produce_listings(bootstrap, source, n, registry)
     with console.status("raw limit: kafka-python consume + decode + encode + produce…"):
         raw = raw_limit(bootstrap, source, sink, n, registry)
     with console.status("omm ingest pipeline…"):
         ingest = ingest_rate(bootstrap, topics, n)
+    stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    console.print(rate_table(f"ingest — {n:,} listing events, {stamp}", raw, [ingest]))
+    console.print(f"machine: {MACHINE}; target: ingest ≥ 50 % of raw")
 
-    table = Table(
-        title=f"make bench — {n:,} listing events, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=200_000, help="listing events for ingest")
+    parser.add_argument(
+        "--live-listings",
+        type=int,
+        nargs="*",
+        default=[100_000, 1_000_000],
+        help="live listings in enforce state for the latency runs",
     )
-    table.add_column("what")
-    table.add_column("records", justify="right")
-    table.add_column("seconds", justify="right")
-    table.add_column("records/s", justify="right")
-    table.add_column("% of raw", justify="right")
-    for rate in (raw, ingest):
-        table.add_row(
-            rate.label,
-            f"{rate.records:,}",
-            f"{rate.seconds:.1f}",
-            f"{rate.per_second:,.0f}",
-            f"{100 * rate.per_second / raw.per_second:.0f} %",
-        )
-    console.print(table)
-    machine = f"{host.machine()} {host.system()} {host.release()}, {os.cpu_count()} cores"
-    console.print(f"machine: {machine}, python {host.python_version()}; target ≥ 50 % of raw")
+    parser.add_argument("--results", type=int, default=50, help="FAIL results timed per run")
+    parser.add_argument("--only", choices=["ingest", "enforce"], default=None)
+    args = parser.parse_args()
+    bootstrap = start_broker()
+    if args.only in (None, "ingest"):
+        bench_ingest(bootstrap, args.records)
+    if args.only in (None, "enforce"):
+        from omm.bench_enforce import bench_enforce
+
+        for n in args.live_listings:
+            bench_enforce(bootstrap, n, args.results, console)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,26 @@
 """`omm demo`: the whole story on the embedded broker with generated data.
 
 1. start the embedded Kafka (fetching its jars once), create the topics;
-2. the ten platforms push listings, complaints and takedowns through the push
-   client (which refuses lines it can see are wrong), the regulator publishes
-   inspection results;
-3. some platforms bypass the client and send bad records straight to Kafka:
-   broken listings, a spoofed platform, raw garbage bytes (about 5 %);
-4. ingest runs until idle; the conservation account and a sample of the
-   feedback platforms receive are printed.
+2. ten platforms push listings, complaints and takedowns through the push
+   client (which refuses lines it can see are wrong); the regulator publishes
+   inspection results: a FAIL on a rice cooker sold everywhere (with model-code
+   variants and a brand alias), a COUNTERFEIT at one seller, a FAIL that will
+   be overturned, and passes;
+3. some senders bypass the client: broken listings, a spoofed platform, raw
+   garbage bytes (about 5 % of all records);
+4. ingest runs until idle and prints its conservation account;
+5. enforce joins results with live listings: tasks per platform, a look-alike
+   sent to review, a listing removed before the result left alone;
+6. afterwards a platform re-lists the product under a new id and the
+   regulator overturns a result: enforce catches the re-listing and withdraws;
+7. what the platforms are told about their rejected records.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 from rich.console import Console
@@ -23,7 +30,7 @@ from connectors import kafka_client
 from connectors.push import push_records
 from connectors.tail import tail_records
 from omm.config import load_platforms, load_rules, resolved_topics
-from omm.generate import GARBAGE, FeedGenerator, broken_listings
+from omm.generate import CATALOG, GARBAGE, FeedGenerator, Record, broken_listings
 from omm.settings import get_settings, pseudonym_key
 from omm.topics import TopicNames
 from schemas.registry import SchemaRegistry
@@ -31,146 +38,332 @@ from schemas.registry import SchemaRegistry
 LISTINGS_PER_PLATFORM = 60
 COMPLAINTS_PER_PLATFORM = 12
 TAKEDOWNS_PER_PLATFORM = 4
-INSPECTIONS = 12
 IDLE_S = 4.0
+COOKER = next(p for p in CATALOG if p.model == "KX-2000A")
+POWER_BANK = next(p for p in CATALOG if p.model == "PG-20000")
+HEATER = next(p for p in CATALOG if p.model == "WH-H2")
+PASSED = [p for p in CATALOG if p not in (COOKER, POWER_BANK, HEATER)][:5]
+
+
+class Demo:
+    def __init__(self, console: Console, seed: int) -> None:
+        self.console = console
+        self.settings = get_settings()
+        self.bootstrap = self.settings.kafka_bootstrap
+        self.gen = FeedGenerator(seed=seed)
+        self.rules, self.platforms = load_rules(), load_platforms()
+        self.registry = SchemaRegistry.load()
+        # A demo run gets its own topic namespace so it can be repeated on one broker.
+        self.topics = TopicNames(prefix=f"demo{int(time.time())}.")
+        self.sent = 0
+
+    # ------------------------------------------------------------ steps
+
+    def start_broker(self) -> None:
+        from connectors.broker.manager import EmbeddedKafka
+
+        self.console.rule("[b]1. Embedded Kafka")
+        s = self.settings
+        broker = EmbeddedKafka(
+            home=s.home / "kafka", port=s.broker_port, controller_port=s.controller_port
+        )
+        with self.console.status("fetching Kafka jars (first run only) and starting the broker…"):
+            broker.ensure_jars()
+            self.console.print(broker.start().describe())
+        with self.console.status("creating topics…"):
+            created = kafka_client.create_topics(
+                self.bootstrap, resolved_topics(), prefix=self.topics.prefix
+            )
+        self.console.print(
+            f"{len(created)} topics created under namespace [b]{self.topics.prefix}[/b]"
+        )
+
+    def push_feeds(self) -> None:
+        self.console.rule("[b]2. Platforms push their feeds, the regulator publishes")
+        table = Table("platform", "feed", "lines", "sent", "refused by the push client")
+        refused: list[str] = []
+        feeds = {
+            "listings": (LISTINGS_PER_PLATFORM, self.gen.listing),
+            "complaints": (COMPLAINTS_PER_PLATFORM, self.gen.complaint),
+            "takedowns": (TAKEDOWNS_PER_PLATFORM, self.gen.takedown),
+        }
+        story = self.story_listings()
+        with self.console.status("pushing…") as status:
+            for platform in self.platforms.ids:
+                for feed, (count, make) in feeds.items():
+                    status.update(f"{platform}: pushing {count} {feed}")
+                    records = [make(platform, i) for i in range(count)]
+                    if feed == "listings":
+                        records += story.get(platform, [])
+                    if feed == "complaints" and platform == "jd":
+                        # a line the client itself refuses before anything is sent
+                        records.append({**make(platform, count), "issue_type": "LOUD_NOISE"})
+                    report = self.push(feed, platform, records)
+                    refused += [f"{platform} {feed} {r.describe()}" for r in report.rejected]
+                    table.add_row(
+                        platform,
+                        feed,
+                        str(report.total),
+                        str(report.sent),
+                        str(len(report.rejected)),
+                    )
+            report = self.push("inspections", None, self.story_results())
+            table.add_row("regulator", "inspections", str(report.total), str(report.sent), "0")
+        self.console.print(table)
+        for refusal in refused:
+            self.console.print(f"  [yellow]push client refused[/yellow] {refusal}")
+        self.console.print(
+            "regulator results: FAIL SAMR-2026-00001 (Midea KX-2000A rice cooker, population), "
+            "COUNTERFEIT SAMR-2026-00002 (PowerGo power bank at seller taobao-s001), "
+            "FAIL SAMR-2026-00003 (WarmHome heater, to be overturned), 5 passes"
+        )
+
+    def send_bad_records(self) -> None:
+        self.console.rule("[b]3. Some senders bypass the client: bad records straight to Kafka")
+        producer = kafka_client.producer(self.bootstrap)
+        bad = Counter[str]()
+        for platform in ("taobao", "suning", "gome"):
+            for record, rule in broken_listings(self.gen, platform, 10, start=10_000):
+                producer.send(
+                    self.topics.feed(platform, "listings"),
+                    key=record["listing_id"].encode(),
+                    value=self.registry.encode("listing", record),
+                )
+                bad[rule] += 1
+        spoof = {**self.gen.listing("tmall", 20_000), "platform": "jd"}
+        producer.send(
+            self.topics.feed("tmall", "listings"),
+            key=b"spoof",
+            value=self.registry.encode("listing", spoof),
+        )
+        bad["platform_matches_topic (a tmall record claiming to be jd)"] += 1
+        for i in range(3):
+            producer.send(
+                self.topics.feed("vip", "takedowns"), key=f"garbage-{i}".encode(), value=GARBAGE
+            )
+        bad["raw garbage bytes"] += 3
+        producer.flush()
+        producer.close()
+        total = sum(bad.values())
+        self.console.print(
+            f"{total} bad records sent ({100 * total / (self.sent + total):.1f} % of all records):"
+        )
+        for rule, n in sorted(bad.items()):
+            self.console.print(f"  {n}× {rule}")
+
+    def ingest(self, title: str) -> None:
+        from omm.beam_runtime import pipeline_args_with_defaults
+        from omm.cli import print_accounts
+        from pipelines.ingest import IngestJob, run_ingest
+
+        self.console.rule(f"[b]{title}")
+        job = IngestJob(
+            bootstrap=self.bootstrap,
+            platforms=self.platforms.ids,
+            topics=self.topics,
+            group_id=f"{self.settings.consumer_group_prefix}.{self.topics.prefix}ingest",
+            pseudonym_key=pseudonym_key(self.settings),
+            idle_timeout_s=IDLE_S,
+        )
+        with self.console.status(
+            f"ingest running (stops after {IDLE_S:.0f}s without new records)…"
+        ):
+            started = time.monotonic()
+            accounts = run_ingest(job, pipeline_args_with_defaults(None, streaming=False))
+        print_accounts([a for a in accounts if a.read])
+        read = sum(a.read for a in accounts)
+        self.console.print(f"ingest read {read} records in {time.monotonic() - started:.1f}s")
+        if not all(a.balanced for a in accounts):
+            raise SystemExit("conservation account does not balance")
+
+    def enforce(self, title: str) -> dict[str, dict[str, Any]]:
+        from omm.beam_runtime import pipeline_args_with_defaults
+        from omm.cli import print_enforce_account
+        from pipelines.enforce import EnforceJob, run_enforce
+
+        self.console.rule(f"[b]{title}")
+        job = EnforceJob(bootstrap=self.bootstrap, topics=self.topics, idle_timeout_s=IDLE_S)
+        with self.console.status("enforce running: rebuilding state from the valid topics…"):
+            account = run_enforce(job, pipeline_args_with_defaults(None, streaming=False))
+        print_enforce_account(account)
+        if not account.balanced:
+            raise SystemExit("enforce account does not balance")
+        return self.latest_tasks()
+
+    def show_tasks(self, tasks: dict[str, dict[str, Any]]) -> None:
+        table = Table(
+            "platform", "result", "DELIST", "REMEDIATION", "withdrawn", title="tasks (latest state)"
+        )
+        per: Counter[tuple[str, str, str]] = Counter()
+        for t in tasks.values():
+            what = "withdrawn" if t["state"] == "WITHDRAWN" else t["kind"]
+            per[(t["platform"], t["inspection_id"], what)] += 1
+        for platform, inspection in sorted({(p, i) for p, i, _ in per}):
+            table.add_row(
+                platform,
+                inspection,
+                *(
+                    str(per[(platform, inspection, w)])
+                    for w in ("DELIST", "REMEDIATION", "withdrawn")
+                ),
+            )
+        self.console.print(table)
+        reviews = [
+            line["value"] for line in tail_records(self.bootstrap, self.topics.review, timeout_s=1)
+        ]
+        for r in reviews:
+            self.console.print(
+                f"[cyan]for review[/cyan] {r['platform']} {r['listing_id']} '{r['listing_title']}' vs "
+                f"{r['inspection_id']}: {r['match_method']} {r['match_confidence']:.2f} — {r['reason']}"
+            )
+
+    def aftermath(self, before: dict[str, dict[str, Any]]) -> None:
+        self.console.rule("[b]6. Re-listing and re-inspection")
+        delisted = next(
+            t
+            for t in before.values()
+            if t["platform"] == "tmall"
+            and t["kind"] == "DELIST"
+            and t["inspection_id"] == "SAMR-2026-00001"
+        )
+        self.console.print(
+            f"tmall takes {delisted['listing_id']} down; its seller re-lists the cooker as tmall-RELIST-1; "
+            "the regulator overturns SAMR-2026-00003 on re-inspection"
+        )
+        now = self.gen.now + timedelta(minutes=1)
+        old = {
+            **self.gen.listing("tmall", 0, COOKER),
+            "listing_id": delisted["listing_id"],
+            "seller_id": delisted["seller_id"],
+            "status": "REMOVED",
+            "observed_at": now,
+        }
+        relist = {
+            **self.gen.listing("tmall", 0, COOKER),
+            "listing_id": "tmall-RELIST-1",
+            "seller_id": delisted["seller_id"],
+            "observed_at": now,
+        }
+        self.push("listings", "tmall", [old, relist])
+        overturned = {**self.story_results()[2], "status": "OVERTURNED", "published_at": now}
+        self.push("inspections", None, [overturned])
+        self.ingest("6a. Ingest the new records")
+        after = self.enforce("6b. Enforce again (state rebuilt, same task ids)")
+        new = {k: t for k, t in after.items() if k not in before}
+        changed = {
+            k: t for k, t in after.items() if k in before and before[k]["state"] != t["state"]
+        }
+        for t in new.values():
+            self.console.print(
+                f"[green]new task[/green] {t['task_id']} {t['kind']} {t['platform']} "
+                f"{t['listing_id'] or t['seller_id']} — {t['reason']}"
+            )
+        self.console.print(
+            f"[magenta]{len(changed)} tasks withdrawn[/magenta] (result overturned), e.g.:"
+        )
+        for t in list(changed.values())[:3]:
+            self.console.print(
+                f"  {t['task_id']} {t['platform']} {t['listing_id'] or t['seller_id']}: {t['reason']}"
+            )
+        unchanged = len(after) - len(new) - len(changed)
+        self.console.print(f"{unchanged} earlier tasks re-derived with identical ids and content")
+
+    def show_feedback(self) -> None:
+        self.console.rule("[b]7. What the platforms are told (omm.feedback.<platform>)")
+        for platform in ("taobao", "tmall", "vip"):
+            for line in tail_records(
+                self.bootstrap, self.topics.feedback(platform), max_records=2, timeout_s=2
+            ):
+                fb: dict[str, Any] = line.get("value") or {}
+                self.console.print(
+                    f"[b]{platform}[/b] {fb.get('source_topic')} offset {fb.get('source_offset')}: "
+                    f"{fb.get('error_class')} field={fb.get('field')} rule={fb.get('rule')}\n    {fb.get('message')}"
+                )
+        self.console.print(
+            f"\nInspect more with: omm tail {self.topics.dlq} --from-beginning --max 5"
+        )
+
+    # ------------------------------------------------------------ data
+
+    def story_listings(self) -> dict[str, list[Record]]:
+        g = self.gen
+        cooker = {"brand": "Midea", "manufacturer": COOKER.manufacturer}
+        removed_early = {**g.listing("vip", 900, COOKER), "gtin": None}
+        return {
+            # the same cooker, its model code written three ways, one under the Chinese brand name
+            "jd": [{**g.listing("jd", 900, COOKER), **cooker, "model": "kx 2000a", "gtin": None}],
+            "suning": [
+                {
+                    **g.listing("suning", 900, COOKER),
+                    "brand": "美的",
+                    "model": "KX2000A",
+                    "gtin": None,
+                }
+            ],
+            # a look-alike (KX-2000AS, no labelled producer): for a person to decide
+            "gome": [
+                {
+                    **g.listing("gome", 900, COOKER),
+                    "model": "KX-2000AS",
+                    "title": "Midea 电饭煲 KX-2000AS 新款",
+                    "gtin": None,
+                    "manufacturer": None,
+                }
+            ],
+            # the seller whose power bank was found counterfeit, and another seller of it
+            "taobao": [
+                {**g.listing("taobao", 900, POWER_BANK), "seller_id": "taobao-s001"},
+                {**g.listing("taobao", 901, POWER_BANK), "seller_id": "taobao-s002"},
+            ],
+            # on sale, then taken off before the result: no task
+            "vip": [
+                removed_early,
+                {
+                    **removed_early,
+                    "status": "REMOVED",
+                    "observed_at": removed_early["observed_at"] + timedelta(minutes=5),
+                },
+            ],
+        }
+
+    def story_results(self) -> list[Record]:
+        g = self.gen
+        return [
+            g.inspection(1, COOKER, verdict="FAIL"),
+            g.inspection(2, POWER_BANK, verdict="COUNTERFEIT", platform="taobao"),
+            g.inspection(3, HEATER, verdict="FAIL"),
+            *(g.inspection(10 + i, p, verdict="PASS") for i, p in enumerate(PASSED)),
+        ]
+
+    def push(self, feed: str, platform: str | None, records: list[Record]) -> Any:
+        report = push_records(
+            list(enumerate(records, start=1)),
+            feed=feed,
+            platform=platform,
+            bootstrap=self.bootstrap,
+            rules=self.rules,
+            platforms=self.platforms,
+            topics=self.topics,
+            registry=self.registry,
+        )
+        self.sent += report.sent
+        return report
+
+    def latest_tasks(self) -> dict[str, dict[str, Any]]:
+        latest: dict[str, dict[str, Any]] = {}
+        for platform in self.platforms.ids:
+            for line in tail_records(self.bootstrap, self.topics.tasks(platform), timeout_s=1):
+                latest[line["value"]["task_id"]] = line["value"]
+        return latest
 
 
 def run_demo(console: Console, seed: int = 2016) -> None:
-    from connectors.broker.manager import EmbeddedKafka
-    from omm.beam_runtime import pipeline_args_with_defaults
-    from pipelines.ingest import IngestJob, run_ingest
-
-    settings = get_settings()
-    broker = EmbeddedKafka(
-        home=settings.home / "kafka",
-        port=settings.broker_port,
-        controller_port=settings.controller_port,
-    )
-    bootstrap = settings.kafka_bootstrap
-    console.rule("[b]1. Embedded Kafka")
-    with console.status("fetching Kafka jars (first run only) and starting the broker…"):
-        broker.ensure_jars()
-        console.print(broker.start().describe())
-    # A demo run gets its own topic namespace so it can be repeated on the same broker.
-    topics = TopicNames(prefix=f"demo{int(time.time())}.")
-    with console.status("creating topics…"):
-        created = kafka_client.create_topics(bootstrap, resolved_topics(), prefix=topics.prefix)
-    console.print(f"{len(created)} topics created under namespace [b]{topics.prefix}[/b]")
-
-    console.rule("[b]2. Platforms push their feeds, the regulator publishes")
-    gen = FeedGenerator(seed=seed)
-    rules, platforms = load_rules(), load_platforms()
-    registry = SchemaRegistry.load()
-    pushed = Table("platform", "feed", "lines", "sent", "refused by the push client")
-    client_refused: list[str] = []
-    sent_total = 0
-    feeds = {
-        "listings": (LISTINGS_PER_PLATFORM, gen.listing),
-        "complaints": (COMPLAINTS_PER_PLATFORM, gen.complaint),
-        "takedowns": (TAKEDOWNS_PER_PLATFORM, gen.takedown),
-    }
-    with console.status("pushing…") as status:
-        for platform in platforms.ids:
-            for feed, (count, make) in feeds.items():
-                status.update(f"{platform}: pushing {count} {feed}")
-                lines: list[tuple[int, dict]] = [(i + 1, make(platform, i)) for i in range(count)]
-                if feed == "complaints" and platform == "jd":
-                    # a line the client itself refuses before anything is sent
-                    lines.append((count + 1, {**make(platform, count), "issue_type": "LOUD_NOISE"}))
-                report = push_records(
-                    lines,
-                    feed=feed,
-                    platform=platform,
-                    bootstrap=bootstrap,
-                    rules=rules,
-                    platforms=platforms,
-                    topics=topics,
-                    registry=registry,
-                )
-                client_refused += [f"{platform} {feed} {r.describe()}" for r in report.rejected]
-                sent_total += report.sent
-                pushed.add_row(
-                    platform, feed, str(report.total), str(report.sent), str(len(report.rejected))
-                )
-        inspections = [(i + 1, gen.inspection(i)) for i in range(INSPECTIONS)]
-        report = push_records(
-            inspections,
-            feed="inspections",
-            platform=None,
-            bootstrap=bootstrap,
-            rules=rules,
-            platforms=platforms,
-            topics=topics,
-            registry=registry,
-        )
-        sent_total += report.sent
-        pushed.add_row(
-            "regulator",
-            "inspections",
-            str(report.total),
-            str(report.sent),
-            str(len(report.rejected)),
-        )
-    console.print(pushed)
-    for refusal in client_refused:
-        console.print(f"  [yellow]push client refused[/yellow] {refusal}")
-
-    console.rule("[b]3. Some senders bypass the client: bad records straight to Kafka")
-    producer = kafka_client.producer(bootstrap)
-    bad_count = Counter[str]()
-    for platform in ("taobao", "suning", "gome"):
-        for record, rule in broken_listings(gen, platform, 10, start=10_000):
-            producer.send(
-                topics.feed(platform, "listings"),
-                key=record["listing_id"].encode(),
-                value=registry.encode("listing", record),
-            )
-            bad_count[rule] += 1
-    spoof = {**gen.listing("tmall", 20_000), "platform": "jd"}
-    producer.send(
-        topics.feed("tmall", "listings"), key=b"spoof", value=registry.encode("listing", spoof)
-    )
-    bad_count["platform_matches_topic (tmall record claiming jd)"] += 1
-    for i in range(3):
-        producer.send(topics.feed("vip", "takedowns"), key=f"garbage-{i}".encode(), value=GARBAGE)
-    bad_count["raw garbage bytes"] += 3
-    producer.flush()
-    producer.close()
-    bad_total = sum(bad_count.values())
-    share = 100 * bad_total / (sent_total + bad_total)
-    console.print(f"{bad_total} bad records sent ({share:.1f} % of all records):")
-    for rule, n in sorted(bad_count.items()):
-        console.print(f"  {n}× {rule}")
-
-    console.rule("[b]4. Ingest (Beam, FnApiRunner) until idle")
-    job = IngestJob(
-        bootstrap=bootstrap,
-        platforms=platforms.ids,
-        topics=topics,
-        group_id=f"{settings.consumer_group_prefix}.{topics.prefix}ingest",
-        pseudonym_key=pseudonym_key(settings),
-        idle_timeout_s=IDLE_S,
-    )
-    with console.status(f"ingest running (stops after {IDLE_S:.0f}s without new records)…"):
-        started = time.monotonic()
-        accounts = run_ingest(job, pipeline_args_with_defaults(None, streaming=False))
-        took = time.monotonic() - started
-    from omm.cli import print_accounts
-
-    print_accounts(accounts)
-    read = sum(a.read for a in accounts)
-    console.print(f"ingest read {read} records in {took:.1f}s (including {IDLE_S:.0f}s idle wait)")
-    if not all(a.balanced for a in accounts):
-        raise SystemExit("conservation account does not balance")
-
-    console.rule("[b]5. What the platforms are told (omm.feedback.<platform>)")
-    for platform in ("taobao", "tmall", "vip"):
-        feedback = tail_records(bootstrap, topics.feedback(platform), max_records=2, timeout_s=2)
-        for line in feedback:
-            fb: dict[str, Any] = line.get("value") or {}
-            console.print(
-                f"[b]{platform}[/b] {fb.get('source_topic')} offset {fb.get('source_offset')}: "
-                f"{fb.get('error_class')} field={fb.get('field')} rule={fb.get('rule')}\n"
-                f"    {fb.get('message')}"
-            )
-    console.print(f"\nInspect more with: omm tail {topics.dlq} --from-beginning --max 5")
+    demo = Demo(console, seed)
+    demo.start_broker()
+    demo.push_feeds()
+    demo.send_bad_records()
+    demo.ingest("4. Ingest (Beam, FnApiRunner) until idle")
+    tasks = demo.enforce("5. Enforce: failed results x live listings, from both sides")
+    demo.show_tasks(tasks)
+    demo.aftermath(tasks)
+    demo.show_feedback()

@@ -43,6 +43,7 @@ from pipelines.rules.enforcement import (
     ListingFact,
     PairOutcome,
     ResultFact,
+    compacted,
     decide,
     ever_active,
     listing_fact,
@@ -62,6 +63,8 @@ LOG = logging.getLogger(__name__)
 STAGE = "enforce"
 CONNECTOR = "omm-enforce"
 DEAD = "dead_letter"
+# results state: "<id>" -> latest version; "issued-as:<id>" -> the version an overturn undoes
+_ISSUED_AS = "issued-as:"
 UNKEYED = "unkeyed"
 
 
@@ -161,10 +164,13 @@ class _JoinFn(beam.DoFn):
         if not known or not listing.active:
             return  # the common case: nothing was ever published for this product
         state = _IssuedState(issued)
-        for result in known.values():
+        for result_id, result in known.items():
+            if result_id.startswith(_ISSUED_AS):
+                continue
             if result.status == "OVERTURNED":
+                issued_as = known.get(_ISSUED_AS + result_id)
                 yield from self._emit_withdrawals(
-                    withdrawals(result, listing, key, self._cfg), state
+                    withdrawals(result, listing, key, self._cfg, issued_as), state
                 )
             elif scope_of(result) is not _Scope.NONE:
                 yield from self._emit(decide(result, listing, key, self._cfg), state)
@@ -174,24 +180,31 @@ class _JoinFn(beam.DoFn):
         self, key: str, result: ResultFact, listings: Any, results: Any, issued: Any
     ) -> Iterator[TaskOut | ReviewOut]:
         known: dict[str, ResultFact] = results.read() or {}
+        previous = known.get(result.inspection_id)
         known[result.inspection_id] = result
+        if result.status == "OVERTURNED" and previous is not None:
+            # remember the version that issued the tasks: withdrawals keep its dates
+            known[_ISSUED_AS + result.inspection_id] = (
+                known.get(_ISSUED_AS + result.inspection_id) or previous
+            )
         results.write(known)
         if result.status != "OVERTURNED" and scope_of(result) is _Scope.NONE:
             return
         observations = list(listings.read())
         state = _IssuedState(issued)
         if result.status == "OVERTURNED":
+            issued_as = known.get(_ISSUED_AS + result.inspection_id)
             for listing in ever_active(observations).values():
                 yield from self._emit_withdrawals(
-                    withdrawals(result, listing, key, self._cfg), state
+                    withdrawals(result, listing, key, self._cfg, issued_as), state
                 )
             state.save()
             return
         live = live_listings(observations)
         if len(observations) > 2 * len(live) + 64:
-            # compact: drop superseded and removed observations
+            kept = compacted(observations)
             listings.clear()
-            for obs in live.values():
+            for obs in kept:
                 listings.add(obs)
         for listing in live.values():
             yield from self._emit(decide(result, listing, key, self._cfg), state)

@@ -398,37 +398,71 @@ def withdrawn(task: Mapping[str, Any], result: ResultFact) -> dict[str, Any]:
 
 
 def withdrawals(
-    overturned: ResultFact, listing: ListingFact, key: str, cfg: EnforcementConfig
+    overturned: ResultFact,
+    listing: ListingFact,
+    key: str,
+    cfg: EnforcementConfig,
+    issued_as: ResultFact | None = None,
 ) -> list[dict[str, Any]]:
     """The tasks an overturned result had caused for this listing, as withdrawn.
 
     Decided from event times, not from what this run happened to issue, so a
     replay that sees the overturn before the listing still withdraws: a task
-    existed if the listing was live before the overturn was published.
+    existed if the listing was live before the overturn was published (give
+    the listing's earliest ACTIVE observation, see :func:`ever_active`).
+    ``issued_as`` is the version of the result that issued the tasks, so the
+    withdrawn tasks keep their original dates; without it they are rebuilt from
+    the overturn record.
+
+    Known approximation: a listing live and removed again entirely before the
+    original result was published gets a WITHDRAWN record for a task it never
+    had; harmless for a platform (nothing to restore), and rare.
     """
     if not listing.active or listing.observed_ms > overturned.published_ms:
         return []
-    as_issued = overturned._replace(status="PRELIMINARY")
-    return [withdrawn(t, overturned) for t in decide(as_issued, listing, key, cfg).tasks]
+    basis = (issued_as or overturned)._replace(status="PRELIMINARY")
+    return [withdrawn(t, overturned) for t in decide(basis, listing, key, cfg).tasks]
+
+
+def _latest_key(obs: ListingFact) -> tuple[int, int, str, str]:
+    # ties on the millisecond: REMOVED wins, then the later position, then the
+    # content, so the fold never depends on the order state hands observations back
+    return (obs.observed_ms, 0 if obs.active else 1, obs.evidence, repr(obs))
 
 
 def ever_active(observations: Iterable[ListingFact]) -> dict[tuple[str, str], ListingFact]:
-    """Latest ACTIVE observation per listing, whatever happened to it since."""
-    latest: dict[tuple[str, str], ListingFact] = {}
+    """Earliest ACTIVE observation per listing, whatever happened to it since.
+
+    The earliest, because what an overturn must undo depends on whether the
+    listing was on sale before it, not on how it looks now.
+    """
+    first: dict[tuple[str, str], ListingFact] = {}
     for obs in observations:
         if not obs.active:
             continue
+        seen = first.get(obs.ref)
+        if seen is None or _latest_key(obs) < _latest_key(seen):
+            first[obs.ref] = obs
+    return first
+
+
+def latest_observations(
+    observations: Iterable[ListingFact],
+) -> dict[tuple[str, str], ListingFact]:
+    latest: dict[tuple[str, str], ListingFact] = {}
+    for obs in observations:
         seen = latest.get(obs.ref)
-        if seen is None or obs.observed_ms >= seen.observed_ms:
+        if seen is None or _latest_key(obs) > _latest_key(seen):
             latest[obs.ref] = obs
     return latest
 
 
 def live_listings(observations: Iterable[ListingFact]) -> dict[tuple[str, str], ListingFact]:
     """Latest observation per listing, kept only when ACTIVE. Order-independent."""
-    latest: dict[tuple[str, str], ListingFact] = {}
-    for obs in observations:
-        seen = latest.get(obs.ref)
-        if seen is None or obs.observed_ms >= seen.observed_ms:
-            latest[obs.ref] = obs
-    return {ref: obs for ref, obs in latest.items() if obs.active}
+    return {ref: obs for ref, obs in latest_observations(observations).items() if obs.active}
+
+
+def compacted(observations: list[ListingFact]) -> list[ListingFact]:
+    """What the state must keep: each listing's latest and earliest ACTIVE observation."""
+    keep = {*latest_observations(observations).values(), *ever_active(observations).values()}
+    return sorted(keep, key=_latest_key)
