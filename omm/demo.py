@@ -213,8 +213,9 @@ class Demo:
         ]
         for r in reviews:
             self.console.print(
-                f"[cyan]for review[/cyan] {r['platform']} {r['listing_id']} '{r['listing_title']}' vs "
-                f"{r['inspection_id']}: {r['match_method']} {r['match_confidence']:.2f} — {r['reason']}"
+                f"[cyan]for review[/cyan] {r['platform']} {r['listing_id']} "
+                f"'{r['listing_title']}' vs {r['inspection_id']}: {r['match_method']} "
+                f"{r['match_confidence']:.2f} — {r['reason']}"
             )
 
     def aftermath(self, before: dict[str, dict[str, Any]]) -> None:
@@ -227,8 +228,8 @@ class Demo:
             and t["inspection_id"] == "SAMR-2026-00001"
         )
         self.console.print(
-            f"tmall takes {delisted['listing_id']} down; its seller re-lists the cooker as tmall-RELIST-1; "
-            "the regulator overturns SAMR-2026-00003 on re-inspection"
+            f"tmall takes {delisted['listing_id']} down; its seller re-lists the cooker as "
+            "tmall-RELIST-1; the regulator overturns SAMR-2026-00003 on re-inspection"
         )
         now = self.gen.now + timedelta(minutes=1)
         old = {
@@ -263,7 +264,8 @@ class Demo:
         )
         for t in list(changed.values())[:3]:
             self.console.print(
-                f"  {t['task_id']} {t['platform']} {t['listing_id'] or t['seller_id']}: {t['reason']}"
+                f"  {t['task_id']} {t['platform']} {t['listing_id'] or t['seller_id']}: "
+                f"{t['reason']}"
             )
         unchanged = len(after) - len(new) - len(changed)
         self.console.print(f"{unchanged} earlier tasks re-derived with identical ids and content")
@@ -277,7 +279,8 @@ class Demo:
                 fb: dict[str, Any] = line.get("value") or {}
                 self.console.print(
                     f"[b]{platform}[/b] {fb.get('source_topic')} offset {fb.get('source_offset')}: "
-                    f"{fb.get('error_class')} field={fb.get('field')} rule={fb.get('rule')}\n    {fb.get('message')}"
+                    f"{fb.get('error_class')} field={fb.get('field')} rule={fb.get('rule')}\n"
+                    f"    {fb.get('message')}"
                 )
         self.console.print(
             f"\nInspect more with: omm tail {self.topics.dlq} --from-beginning --max 5"
