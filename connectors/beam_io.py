@@ -33,11 +33,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
-from kafka import KafkaProducer
 
 from connectors import kafka_client
 from connectors.fetcher import PartitionFetcher
 from connectors.records import KafkaRecord, OutboundMessage
+from connectors.sink import KafkaSink
 
 LOG = logging.getLogger(__name__)
 _END = sys.maxsize
@@ -231,57 +231,37 @@ class ReadFromKafka(beam.PTransform):
 
 
 class _WriteFn(beam.DoFn):
-    def __init__(self, bootstrap: str, commit_group: str | None, producer_config: dict[str, Any]):
+    def __init__(
+        self,
+        sink_id: str,
+        bootstrap: str,
+        commit_group: str | None,
+        producer_config: dict[str, Any],
+    ):
+        self._sink_id = sink_id
         self._bootstrap = bootstrap
         self._commit_group = commit_group
         self._producer_config = producer_config
         self._written = Metrics.counter("kafka_write", "records")
-        self._producer: KafkaProducer | None = None
-        self._positions: dict[tuple[str, int], int] = {}
-        self._failures: list[BaseException] = []
-        self._count = 0
+        self._sink: KafkaSink | None = None
 
     def setup(self) -> None:
-        self._producer = kafka_client.producer(self._bootstrap, **self._producer_config)
-        self._admin = kafka_client.admin(self._bootstrap) if self._commit_group else None
+        self._sink = KafkaSink.acquire(
+            self._sink_id, self._bootstrap, self._commit_group, self._producer_config
+        )
 
     def teardown(self) -> None:
-        if self._producer is not None:
-            self._producer.close()
-        if self._admin is not None:
-            self._admin.close()
-
-    def start_bundle(self) -> None:
-        self._positions = {}
-        self._failures = []
-        self._count = 0
+        if self._sink is not None:
+            KafkaSink.release(self._sink_id)
+            self._sink = None
 
     def process(self, message: OutboundMessage) -> None:
-        assert self._producer is not None
-        future = self._producer.send(
-            message.topic, key=message.key, value=message.value, headers=list(message.headers)
-        )
-        future.add_errback(self._failures.append)
-        self._count += 1
-        if message.source is not None:
-            topic, partition, offset = message.source
-            if offset >= self._positions.get((topic, partition), -1):
-                self._positions[(topic, partition)] = offset
+        assert self._sink is not None
+        self._sink.send(message)
 
     def finish_bundle(self) -> None:
-        assert self._producer is not None
-        self._producer.flush()
-        if self._failures:
-            # Failing the bundle makes the runner retry it: at-least-once, and
-            # nothing of it is committed.
-            raise RuntimeError(f"{len(self._failures)} Kafka writes failed: {self._failures[0]!r}")
-        self._written.inc(self._count)
-        if self._commit_group and self._positions and self._admin is not None:
-            kafka_client.commit_offsets(
-                self._admin,
-                self._commit_group,
-                {tp: offset + 1 for tp, offset in self._positions.items()},
-            )
+        assert self._sink is not None
+        self._written.inc(self._sink.flush_and_commit())
 
 
 class WriteToKafka(beam.PTransform):
@@ -289,6 +269,9 @@ class WriteToKafka(beam.PTransform):
 
     ``commit_group``: the consumer group whose offsets are advanced past every
     source record written in the bundle (None: no commits, e.g. a replay).
+    ``sink``: writers of one pipeline that name the same sink share one
+    producer and one commit (see :mod:`connectors.sink`): use it instead of a
+    Flatten before a single writer, which would stop the pipeline streaming.
     """
 
     def __init__(
@@ -296,13 +279,15 @@ class WriteToKafka(beam.PTransform):
         bootstrap: str,
         commit_group: str | None = None,
         producer_config: dict[str, Any] | None = None,
+        sink: str | None = None,
     ) -> None:
         super().__init__()
         self._bootstrap = bootstrap
         self._commit_group = commit_group
         self._producer_config = producer_config or {}
+        self._sink_id = sink or uuid.uuid4().hex
 
     def expand(self, messages: beam.PCollection) -> beam.PCollection:
         return messages | "Produce" >> beam.ParDo(
-            _WriteFn(self._bootstrap, self._commit_group, self._producer_config)
+            _WriteFn(self._sink_id, self._bootstrap, self._commit_group, self._producer_config)
         )

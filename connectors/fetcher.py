@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors import kafka_client
@@ -22,7 +22,9 @@ from connectors import kafka_client
 
 class PartitionFetcher:
     def __init__(self, bootstrap: str, client_id: str, max_buffered: int = 50_000) -> None:
+        self._bootstrap = bootstrap
         self._consumer = kafka_client.consumer(bootstrap, client_id=client_id)
+        self._probe: KafkaConsumer | None = None
         self._max_buffered = max_buffered
         self._buffers: dict[TopicPartition, deque[ConsumerRecord]] = {}
         # next offset the consumer will fetch for each assigned partition
@@ -31,6 +33,8 @@ class PartitionFetcher:
 
     def close(self) -> None:
         self._consumer.close()
+        if self._probe is not None:
+            self._probe.close()
 
     def _assign(self, tp: TopicPartition, offset: int) -> None:
         # assign() replaces the whole assignment and forgets positions: re-seek all.
@@ -74,8 +78,14 @@ class PartitionFetcher:
         was seen to block forever on that request from a consumer with fetches in
         flight. Unknown (no fetch answered yet) counts as not caught up.
         """
-        end = self._consumer.highwater(TopicPartition(topic, partition))
-        return end is not None and offset >= end
+        tp = TopicPartition(topic, partition)
+        end = self._consumer.highwater(tp)
+        if end is None:
+            # no fetch answered since (re)assignment: ask a consumer with nothing in flight
+            if self._probe is None:
+                self._probe = kafka_client.consumer(self._bootstrap, client_id="omm-read-probe")
+            end = self._probe.end_offsets([tp])[tp]
+        return bool(offset >= end)
 
     def _fill(self, timeout_ms: int) -> bool:
         """Poll once into the buffers; whether anything arrived."""

@@ -21,6 +21,7 @@ committed offsets there instead (``start="committed"``).
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -341,11 +342,10 @@ class Enforce(beam.PTransform):
                 )
 
         dead = facts[DEAD] | "ToDeadLetters" >> beam.ParDo(_DeadToMessages())
-        return (
-            (tasks, dead)
-            | "AllOutputs" >> beam.Flatten()
-            | "WriteTasks" >> WriteToKafka(job.bootstrap)
-        )
+        # two writers sharing one sink rather than a Flatten (see connectors/sink.py)
+        sink = f"enforce-{uuid.uuid4().hex}"
+        tasks | "WriteTasks" >> WriteToKafka(job.bootstrap, sink=sink)
+        return dead | "WriteDeadLetters" >> WriteToKafka(job.bootstrap, sink=sink)
 
 
 @dataclass(frozen=True)

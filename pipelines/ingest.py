@@ -11,6 +11,7 @@ The counts are Beam metrics (namespace ``ingest``).
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -234,12 +235,15 @@ class Ingest(beam.PTransform):
         checked = records | "ValidateRecords" >> ValidateRecords(
             sources, job.pseudonym_key, job.config_dir
         )
+        # Two writers sharing one sink, not a Flatten into one writer: the
+        # FnApiRunner materialises Flatten inputs, which would hold all output
+        # back until the reader finishes (connectors/sink.py).
+        sink = f"ingest-{uuid.uuid4().hex}"
         valid = checked[VALID] | "ToValidTopics" >> ToValidTopics(job.topics)
         dead = checked[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics)
-        return (
-            (valid, dead)
-            | "AllOutputs" >> beam.Flatten()
-            | "WriteOutputs" >> WriteToKafka(job.bootstrap, commit_group=job.group_id)
+        valid | "WriteValid" >> WriteToKafka(job.bootstrap, commit_group=job.group_id, sink=sink)
+        return dead | "WriteDeadLetters" >> WriteToKafka(
+            job.bootstrap, commit_group=job.group_id, sink=sink
         )
 
 
