@@ -40,6 +40,31 @@ T0 = ts(2026, 3, 2, 8, 15, 0)
 
 # One realistic record per entity (the 2016 campaign story: a kettle that failed).
 SAMPLES: dict[str, dict[str, Any]] = {
+    "feed_health": {
+        "platform": "tmall",
+        "feed": "listings",
+        "suite": "omm.listings",
+        "window_start": T0,
+        "window_end": T0 + timedelta(hours=1),
+        "rows": 300,
+        "success": False,
+        "on_failure": "warn",
+        "quarantined": False,
+        "outcomes": [
+            {
+                "expectation": "expect_column_values_to_not_be_null(brand)",
+                "column": "brand",
+                "success": False,
+                "observed": "0.667 of 300 rows non-null (100 unexpected)",
+                "observed_value": 0.6666666666666666,
+                "threshold": "mostly >= 0.90",
+                "critical": True,
+                "description": "Brand is declared.",
+                "kwargs_json": '{"column": "brand", "mostly": 0.9}',
+            }
+        ],
+        "validated_at": T0 + timedelta(hours=1, seconds=3),
+    },
     "listing": {
         "listing_id": "600123456789",
         "platform": "tmall",

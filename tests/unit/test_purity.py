@@ -27,6 +27,7 @@ OTHER_PURE_MODULES = [
     "schemas.compat",
     "omm.config",
     "omm.topics",
+    "pipelines.feed_health",
 ]
 
 _PROBE = """

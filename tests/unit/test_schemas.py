@@ -15,6 +15,22 @@ TS = {"type": "long", "logicalType": "timestamp-millis"}
 
 # Exact field names, in order, that other modules code against (the omm contract).
 EXPECTED_FIELDS: dict[str, tuple[str, list[str]]] = {
+    "feed_health": (
+        "FeedHealth",
+        [
+            "platform",
+            "feed",
+            "suite",
+            "window_start",
+            "window_end",
+            "rows",
+            "success",
+            "on_failure",
+            "quarantined",
+            "outcomes",
+            "validated_at",
+        ],
+    ),
     "listing": (
         "Listing",
         [
