@@ -5,8 +5,9 @@ partition at a time. A consumer per partition costs a connection and a
 metadata round trip each (seconds for a hundred partitions) and a blocking
 poll each; instead one consumer fetches for every partition at once and
 keeps what it got in per-partition buffers until that partition's reader
-asks. Partitions with a full buffer are paused so one busy topic cannot fill
-memory while a reader is elsewhere.
+asks. Memory stays bounded because a reader fills only while the buffers
+together hold less than ``max_buffered`` records (pausing busy partitions
+instead was tried: a partition could stay paused with its reader waiting).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from connectors import kafka_client
 
 
 class PartitionFetcher:
-    def __init__(self, bootstrap: str, client_id: str, max_buffered: int = 50_000) -> None:
+    def __init__(self, bootstrap: str, client_id: str, max_buffered: int = 100_000) -> None:
         self._bootstrap = bootstrap
         self._consumer = kafka_client.consumer(bootstrap, client_id=client_id)
         self._probe: KafkaConsumer | None = None
@@ -29,7 +30,6 @@ class PartitionFetcher:
         self._buffers: dict[TopicPartition, deque[ConsumerRecord]] = {}
         # next offset the consumer will fetch for each assigned partition
         self._fetch_pos: dict[TopicPartition, int] = {}
-        self._paused: set[TopicPartition] = set()
 
     def close(self) -> None:
         self._consumer.close()
@@ -43,7 +43,6 @@ class PartitionFetcher:
         self._consumer.assign(list(self._fetch_pos))
         for other, pos in self._fetch_pos.items():
             self._consumer.seek(other, pos)
-        self._paused.clear()
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
         self._buffers[tp].clear()
@@ -63,13 +62,14 @@ class PartitionFetcher:
             # a retried bundle, or a gap: fetch again from where the reader is
             self._rewind(tp, offset)
         timeout = timeout_ms if not buffer else 0
-        while len(buffer) < max_records and self._fill(timeout):
+        while len(buffer) < max_records and self._buffered() < self._max_buffered:
+            if not self._fill(timeout):
+                break
             timeout = 0  # take what is already fetched, do not wait for more
-        out = [buffer.popleft() for _ in range(min(max_records, len(buffer)))]
-        if tp in self._paused and len(buffer) < self._max_buffered // 2:
-            self._consumer.resume(tp)
-            self._paused.discard(tp)
-        return out
+        return [buffer.popleft() for _ in range(min(max_records, len(buffer)))]
+
+    def _buffered(self) -> int:
+        return sum(len(b) for b in self._buffers.values())
 
     def caught_up(self, topic: str, partition: int, offset: int) -> bool:
         """Whether ``offset`` is at the partition's end, by the high watermark of the last fetch.
@@ -96,7 +96,4 @@ class PartitionFetcher:
             buffer = self._buffers[tp]
             buffer.extend(records)
             self._fetch_pos[tp] = records[-1].offset + 1
-            if len(buffer) >= self._max_buffered and tp not in self._paused:
-                self._consumer.pause(tp)
-                self._paused.add(tp)
         return any(polled.values())
