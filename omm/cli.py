@@ -372,18 +372,72 @@ def print_enforce_account(account: Any) -> None:
 
 
 def print_accounts(accounts: list[Any]) -> None:
-    table = Table("source topic", "in", "valid", "dead letters", "balanced", title="ingest account")
+    table = Table(
+        "source topic",
+        "in",
+        "valid",
+        "quarantined",
+        "dead letters",
+        "balanced",
+        title="ingest account (in = valid + quarantined + dead letters)",
+    )
     for a in accounts:
         table.add_row(
             a.topic,
             str(a.read),
             str(a.valid),
+            str(a.quarantined),
             str(a.dead),
             "[green]yes[/green]" if a.balanced else "[red]NO[/red]",
         )
-    total = [sum(getattr(a, f) for a in accounts) for f in ("read", "valid", "dead")]
+    total = [sum(getattr(a, f) for a in accounts) for f in ("read", "valid", "quarantined", "dead")]
     table.add_row("[b]total[/b]", *map(str, total), "", end_section=True)
     console.print(table)
+
+
+# ---------------------------------------------------------------- report
+
+report_app = typer.Typer(help="Reports for regulators and operators.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("feeds")
+def report_feeds(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the Data Docs site")],
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = "",
+) -> None:
+    """Great Expectations Data Docs (HTML, offline) for the latest health of each platform/feed."""
+    from omm.topics import TopicNames
+    from pipelines.feed_health import FeedHealth, write_data_docs
+
+    topic = TopicNames(prefix).feed_health
+    latest: dict[str, FeedHealth] = {}
+    with console.status(f"reading {topic}…"):
+        try:
+            from connectors.tail import tail_records
+
+            for line in tail_records(_bootstrap(bootstrap), topic, timeout_s=2.0):
+                if line.get("value"):
+                    health = FeedHealth.from_record(line["value"])
+                    latest[health.key] = health
+        except LookupError as exc:
+            err.print(f"[red]{escape(str(exc))}[/red]")
+            raise typer.Exit(2) from exc
+    if not latest:
+        err.print(f"[yellow]no feed-health records on {topic} yet: run ingest first[/yellow]")
+        raise typer.Exit(1)
+    index = write_data_docs(latest.values(), out)
+    table = Table(
+        "platform", "feed", "rows", "healthy", "failing expectations", title="feed health"
+    )
+    for h in sorted(latest.values(), key=lambda h: h.key):
+        failing = ", ".join(o.expectation for o in h.failing()) or "-"
+        table.add_row(
+            h.platform, h.feed, str(h.rows), "yes" if h.success else "[red]no[/red]", failing
+        )
+    console.print(table)
+    console.print(f"Data Docs: {index}")
 
 
 # ---------------------------------------------------------------- tail

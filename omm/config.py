@@ -105,9 +105,18 @@ class PersonalDataConfig(_Strict):
     replacement: str
 
 
+class FeedHealthConfig(_Strict):
+    enabled: bool = True
+    # a batch closes at this many rows, or when its window ends
+    batch_rows: int = Field(default=20_000, gt=0)
+    # streaming runs: fixed event-time windows of this length
+    window_seconds: int = Field(default=600, gt=0)
+
+
 class RulesConfig(_Strict):
     record_rules: RecordRulesConfig
     personal_data: PersonalDataConfig
+    feed_health: FeedHealthConfig = FeedHealthConfig()
 
 
 def _read_yaml(path: Path) -> Any:

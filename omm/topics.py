@@ -57,6 +57,9 @@ class TopicNames:
     def valid(self, entity: str) -> str:
         return self._n(f"omm.valid.{VALID_NAMES[entity]}")
 
+    def quarantine(self, entity: str) -> str:
+        return self._n(f"omm.quarantine.{VALID_NAMES[entity]}")
+
     @property
     def dlq(self) -> str:
         return self._n("omm.dlq")
@@ -91,6 +94,7 @@ class TopicNames:
     def ingest_outputs(self, platforms: list[str]) -> list[str]:
         return (
             [self.valid(e) for e in VALID_NAMES]
+            + [self.quarantine(e) for e in VALID_NAMES if e != "penalty"]
             + [self.dlq, self.feedback(None)]
             + [self.feedback(p) for p in platforms]
         )

@@ -10,11 +10,13 @@ The counts are Beam metrics (namespace ``ingest``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -25,8 +27,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from connectors.beam_io import ReadFromKafka, WriteToKafka
 from connectors.records import KafkaRecord, OutboundMessage
 from omm.config import load_platforms, load_rules
+from omm.settings import get_settings
 from omm.topics import SourceTopic, TopicNames
 from pipelines.dead_letters import DeadLetter, dead_letter_messages
+from pipelines.health import CheckFeedHealth, HealthRow, feed_key
 from pipelines.rules.personal_data import Redactor, protect_complaint
 from pipelines.rules.record_rules import RuleViolation, check_record, rule_context
 from schemas.models import Complaint, utc_now
@@ -35,7 +39,7 @@ from schemas.registry import HEADER_LEN, CodecError, SchemaRegistry
 LOG = logging.getLogger(__name__)
 STAGE = "ingest"
 CONNECTOR = "omm-ingest"
-VALID, DEAD = "valid", "dead_letter"
+VALID, DEAD, HEALTH = "valid", "dead_letter", "health"
 PROVENANCE_HEADER = "omm.source"
 
 
@@ -50,15 +54,23 @@ class ValidRecord:
 class _ValidateFn(beam.DoFn):
     """Decode the Avro single-object bytes, apply the record rules, protect personal data."""
 
-    def __init__(self, sources: list[SourceTopic], pseudonym_key: bytes, config_dir: str | None):
+    def __init__(
+        self,
+        sources: list[SourceTopic],
+        pseudonym_key: bytes,
+        config_dir: str | None,
+        topics: TopicNames,
+        health_modes: dict[str, str],
+    ):
         self._sources = {s.name: s for s in sources}
+        self._topics = topics
+        # entity -> "warn" | "quarantine", for feeds whose batches are health-checked
+        self._health_modes = health_modes
         self._pseudonym_key = pseudonym_key
         self._config_dir = config_dir
         self._now: datetime = utc_now()
 
     def setup(self) -> None:
-        from pathlib import Path
-
         cfg_dir = Path(self._config_dir) if self._config_dir else None
         self._registry = SchemaRegistry.load()
         self._rules = load_rules(cfg_dir)
@@ -118,9 +130,26 @@ class _ValidateFn(beam.DoFn):
             # written with an older schema version: publish in the current one
             value = self._registry.encode(source.entity, record.to_record())
         # else: the bytes already are the canonical current-version record, pass them on
-        self._count("valid", rec.topic)
-        yield ValidRecord(
+        valid = ValidRecord(
             entity=source.entity, key=record.kafka_key.encode("utf-8"), value=value, source=rec
+        )
+        health_mode = self._health_modes.get(source.entity)
+        if health_mode is None:
+            self._count("valid", rec.topic)
+            yield valid
+            return
+        row_record = decoded if not isinstance(record, Complaint) else record.to_record()
+        event = getattr(record, record.time_fields[0])
+        held = valid_message(valid, self._topics) if health_mode == "quarantine" else None
+        if held is None:
+            self._count("valid", rec.topic)
+            yield valid
+        yield pvalue.TaggedOutput(
+            HEALTH,
+            (
+                feed_key(source.platform, source.entity),
+                HealthRow(row_record, int(event.timestamp() * 1000), rec.topic, held),
+            ),
         )
 
     def _dead(
@@ -154,14 +183,41 @@ def _id_field(entity: str) -> str:
 
 
 class ValidateRecords(beam.PTransform):
-    """KafkaRecord -> ValidRecord (main output) | DeadLetter (tag ``dead_letter``)."""
+    """KafkaRecord -> ValidRecord (main) | DeadLetter (tag ``dead_letter``) | health rows.
 
-    def __init__(self, sources: list[SourceTopic], pseudonym_key: bytes, config_dir: str | None):
+    Records of health-checked feeds also leave on tag ``health`` as
+    (platform|feed, HealthRow); those of quarantine-mode feeds leave only
+    there, held until their batch is judged.
+    """
+
+    def __init__(
+        self,
+        sources: list[SourceTopic],
+        pseudonym_key: bytes,
+        config_dir: str | None,
+        topics: TopicNames | None = None,
+        health_modes: dict[str, str] | None = None,
+    ):
         super().__init__()
-        self._fn = _ValidateFn(sources, pseudonym_key, config_dir)
+        self._fn = _ValidateFn(
+            sources, pseudonym_key, config_dir, topics or TopicNames(), health_modes or {}
+        )
 
     def expand(self, records: beam.PCollection) -> pvalue.DoOutputsTuple:
-        return records | "DecodeAndCheck" >> beam.ParDo(self._fn).with_outputs(DEAD, main=VALID)
+        return records | "DecodeAndCheck" >> beam.ParDo(self._fn).with_outputs(
+            DEAD, HEALTH, main=VALID
+        )
+
+
+def valid_message(v: ValidRecord, topics: TopicNames) -> OutboundMessage:
+    src = v.source
+    return OutboundMessage(
+        topic=topics.valid(v.entity),
+        key=v.key,
+        value=v.value,
+        headers=((PROVENANCE_HEADER, src.position.encode("utf-8")),),
+        source=(src.topic, src.partition, src.offset),
+    )
 
 
 class ToValidTopics(beam.PTransform):
@@ -171,38 +227,33 @@ class ToValidTopics(beam.PTransform):
 
     def expand(self, valid: beam.PCollection) -> beam.PCollection:
         topics = self._topics
-
-        def to_message(v: ValidRecord) -> OutboundMessage:
-            src = v.source
-            return OutboundMessage(
-                topic=topics.valid(v.entity),
-                key=v.key,
-                value=v.value,
-                headers=((PROVENANCE_HEADER, src.position.encode("utf-8")),),
-                source=(src.topic, src.partition, src.offset),
-            )
-
-        return valid | "ToMessage" >> beam.Map(to_message)
+        return valid | "ToMessage" >> beam.Map(lambda v: valid_message(v, topics))
 
 
 class ToDeadLetters(beam.PTransform):
     """Each dead letter -> its DLQ copy and the sender's feedback record."""
 
-    def __init__(self, topics: TopicNames):
+    def __init__(self, topics: TopicNames, uncommitted_topics: frozenset[str] = frozenset()):
         super().__init__()
         self._topics = topics
+        self._uncommitted = uncommitted_topics
 
     def expand(self, dead: beam.PCollection) -> beam.PCollection:
-        topics = self._topics
+        topics, uncommitted = self._topics, self._uncommitted
 
         class _ToMessages(beam.DoFn):
             def setup(self) -> None:
                 self._registry = SchemaRegistry.load()
 
             def process(self, letter: DeadLetter) -> Iterator[OutboundMessage]:
-                yield from dead_letter_messages(
+                for message in dead_letter_messages(
                     letter, topics, self._registry, CONNECTOR, utc_now()
-                )
+                ):
+                    if letter.record.topic in uncommitted:
+                        # that partition's valid records are held for their health
+                        # verdict: only their writer may advance its offsets
+                        message = dataclasses.replace(message, source=None)
+                    yield message
 
         return dead | "ToMessages" >> beam.ParDo(_ToMessages())
 
@@ -216,6 +267,7 @@ class IngestJob:
     pseudonym_key: bytes
     idle_timeout_s: float | None = None
     config_dir: str | None = None
+    feed_health: bool = True
 
 
 class Ingest(beam.PTransform):
@@ -232,45 +284,73 @@ class Ingest(beam.PTransform):
             group_id=job.group_id,
             idle_timeout_s=job.idle_timeout_s,
         )
+        cfg_dir = Path(job.config_dir) if job.config_dir else None
+        health_cfg = load_rules(cfg_dir).feed_health
+        modes = health_modes(cfg_dir) if job.feed_health and health_cfg.enabled else {}
         checked = records | "ValidateRecords" >> ValidateRecords(
-            sources, job.pseudonym_key, job.config_dir
+            sources, job.pseudonym_key, job.config_dir, job.topics, modes
         )
-        # Two writers sharing one sink, not a Flatten into one writer: the
+        held_topics = frozenset(s.name for s in sources if modes.get(s.entity) == "quarantine")
+        # Writers sharing one sink, not a Flatten into one writer: the
         # FnApiRunner materialises Flatten inputs, which would hold all output
         # back until the reader finishes (connectors/sink.py).
         sink = f"ingest-{uuid.uuid4().hex}"
         valid = checked[VALID] | "ToValidTopics" >> ToValidTopics(job.topics)
-        dead = checked[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics)
+        dead = checked[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics, held_topics)
         valid | "WriteValid" >> WriteToKafka(job.bootstrap, commit_group=job.group_id, sink=sink)
+        if modes:
+            judged = checked[HEALTH] | "CheckFeedHealth" >> CheckFeedHealth(
+                job.topics,
+                health_cfg,
+                streaming=job.idle_timeout_s is None,
+                config_dir=job.config_dir,
+            )
+            judged | "WriteHealth" >> WriteToKafka(
+                job.bootstrap, commit_group=job.group_id, sink=sink
+            )
         return dead | "WriteDeadLetters" >> WriteToKafka(
             job.bootstrap, commit_group=job.group_id, sink=sink
         )
 
 
+def health_modes(config_dir: Path | None) -> dict[str, str]:
+    """entity -> on_failure mode of its expectation suite ("warn" | "quarantine")."""
+    from pipelines.feed_health import FEED_ENTITIES, load_suite_config
+
+    directory = (config_dir or get_settings().config_dir) / "expectations"
+    return {
+        entity: load_suite_config(directory / f"{feed}.yaml").on_failure
+        for feed, entity in FEED_ENTITIES.items()
+    }
+
+
 @dataclass(frozen=True)
 class TopicAccount:
-    """Conservation account of one source topic: in = valid + dead letters."""
+    """Conservation account of one source topic: in = valid + quarantined + dead letters."""
 
     topic: str
     read: int
     valid: int
     dead: int
+    quarantined: int = 0
 
     @property
     def balanced(self) -> bool:
-        return self.read == self.valid + self.dead
+        return self.read == self.valid + self.quarantined + self.dead
 
 
 def accounts_from_metrics(result: Any) -> list[TopicAccount]:
     counts: dict[str, dict[str, int]] = {}
     for counter in result.metrics().query()["counters"]:
-        if counter.key.metric.namespace != STAGE:
+        if counter.key.metric.namespace != STAGE or "|" not in counter.key.metric.name:
             continue
         what, _, topic = counter.key.metric.name.partition("|")
         per = counts.setdefault(topic, {})
         per[what] = per.get(what, 0) + (counter.committed or counter.attempted or 0)
     return [
-        TopicAccount(topic, c.get("in", 0), c.get("valid", 0), c.get("dead", 0))
+        TopicAccount(
+            topic, c.get("in", 0), c.get("valid", 0), c.get("dead", 0), c.get("quarantined", 0)
+        )
         for topic, c in sorted(counts.items())
     ]
 

@@ -101,3 +101,26 @@ def read_all(
             break
     consumer.close()
     return out
+
+
+def ingest_until_idle(
+    bootstrap: str,
+    topics: TopicNames,
+    platforms: list[str],
+    config_dir: str | None = None,
+    idle_s: float = 3.0,
+) -> dict[str, Any]:
+    """Run the real ingest pipeline (bounded) and return its accounts by unprefixed topic."""
+    from pipelines.ingest import IngestJob, run_ingest
+
+    job = IngestJob(
+        bootstrap=bootstrap,
+        platforms=platforms,
+        topics=topics,
+        group_id=f"{topics.prefix}ingest",
+        pseudonym_key=b"test-key-not-a-secret",
+        idle_timeout_s=idle_s,
+        config_dir=config_dir,
+    )
+    accounts = run_ingest(job, ["--runner=FnApiRunner"])
+    return {topics.strip(a.topic): a for a in accounts}

@@ -8,27 +8,18 @@ import pytest
 
 from omm.generate import GARBAGE, FeedGenerator, broken_listings
 from omm.topics import TopicNames
-from pipelines.ingest import IngestJob, TopicAccount, run_ingest
+from pipelines.ingest import TopicAccount
 from pipelines.rules.personal_data import PSEUDONYM_PREFIX
 from tests.helpers import REGISTRY, fresh_namespace, produce_avro, produce_raw, read_all
+from tests.helpers import ingest_until_idle as run_ingest_until_idle
 
 pytestmark = pytest.mark.integration
 
 PLATFORMS = ["tmall", "jd"]
-IDLE_S = 3.0
 
 
 def ingest_until_idle(bootstrap: str, topics: TopicNames) -> dict[str, TopicAccount]:
-    job = IngestJob(
-        bootstrap=bootstrap,
-        platforms=PLATFORMS,
-        topics=topics,
-        group_id=f"{topics.prefix}ingest",
-        pseudonym_key=b"test-key-not-a-secret",
-        idle_timeout_s=IDLE_S,
-    )
-    accounts = run_ingest(job, ["--runner=FnApiRunner"])
-    return {topics.strip(a.topic): a for a in accounts}
+    return run_ingest_until_idle(bootstrap, topics, PLATFORMS)
 
 
 def test_thousand_listings_with_hundred_bad_for_ten_reasons(kafka_bootstrap: str) -> None:

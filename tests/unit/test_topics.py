@@ -27,6 +27,8 @@ def producible(names: TopicNames) -> dict[str, str | None]:
         out[names.regulator(feed)] = entity
     for entity in VALID_NAMES:
         out[names.valid(entity)] = entity
+        if entity != "penalty":  # penalties have no feed-health suite
+            out[names.quarantine(entity)] = entity
     out[names.feedback(None)] = "rejection"
     out[names.dlq] = None  # original bytes of any entity
     out[names.review] = "match_review"

@@ -1,0 +1,143 @@
+"""Feed health inside the real ingest pipeline: drift named, quarantine routed, Data Docs written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from omm.cli import app
+from omm.generate import FeedGenerator
+from omm.settings import REPO_ROOT
+from tests.helpers import fresh_namespace, ingest_until_idle, produce_avro, read_all
+
+pytestmark = pytest.mark.integration
+
+PLATFORMS = ["tmall", "dangdang"]
+
+
+def listings_with_drift(platform: str, n: int, lose_brand_from: int | None) -> list[dict]:
+    """n listings; from index ``lose_brand_from`` on, every third one has no brand."""
+    gen = FeedGenerator(seed=21)
+    out = []
+    for i in range(n):
+        record = gen.listing(platform, i)
+        if lose_brand_from is not None and i >= lose_brand_from and i % 3 == 0:
+            record["brand"] = None
+        out.append(record)
+    return out
+
+
+def health_records(bootstrap: str, topic: str) -> dict[str, dict]:
+    return {m.record["platform"]: m.record for m in read_all(bootstrap, topic) if m.record}
+
+
+def test_drifting_feed_is_named_with_observed_value_and_threshold_clean_feed_passes(
+    kafka_bootstrap: str,
+) -> None:
+    topics = fresh_namespace(PLATFORMS, kafka_bootstrap)
+    # dangdang: halfway through, a third of the listings lose their brand (about 17 %)
+    produce_avro(
+        kafka_bootstrap,
+        topics.feed("dangdang", "listings"),
+        "listing",
+        listings_with_drift("dangdang", 300, lose_brand_from=0),
+        "listing_id",
+    )
+    produce_avro(
+        kafka_bootstrap,
+        topics.feed("tmall", "listings"),
+        "listing",
+        listings_with_drift("tmall", 300, lose_brand_from=None),
+        "listing_id",
+    )
+
+    accounts = ingest_until_idle(kafka_bootstrap, topics, PLATFORMS)
+
+    assert accounts["omm.feed.dangdang.listings"].valid == 300  # warn mode: records pass on
+    health = health_records(kafka_bootstrap, topics.feed_health)
+    drifted, clean = health["dangdang"], health["tmall"]
+    assert drifted["rows"] == 300 and not drifted["success"]
+    (brand,) = [o for o in drifted["outcomes"] if not o["success"]]
+    assert brand["column"] == "brand"
+    assert "not_be_null" in brand["expectation"]
+    assert brand["observed_value"] == pytest.approx(200 / 300)
+    assert "0.9" in brand["threshold"]
+    assert clean["success"] and clean["rows"] == 300
+    assert all(o["success"] for o in clean["outcomes"])
+
+
+def test_quarantine_mode_routes_the_failing_batch_and_the_account_balances(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    suite_file = config / "expectations" / "listings.yaml"
+    suite = yaml.safe_load(suite_file.read_text(encoding="utf-8"))
+    suite["on_failure"] = "quarantine"
+    suite_file.write_text(yaml.safe_dump(suite, allow_unicode=True), encoding="utf-8")
+    topics = fresh_namespace(PLATFORMS, kafka_bootstrap)
+    produce_avro(
+        kafka_bootstrap,
+        topics.feed("dangdang", "listings"),
+        "listing",
+        listings_with_drift("dangdang", 300, lose_brand_from=0),
+        "listing_id",
+    )
+    produce_avro(
+        kafka_bootstrap,
+        topics.feed("tmall", "listings"),
+        "listing",
+        listings_with_drift("tmall", 120, lose_brand_from=None),
+        "listing_id",
+    )
+
+    accounts = ingest_until_idle(kafka_bootstrap, topics, PLATFORMS, config_dir=str(config))
+
+    bad, good = accounts["omm.feed.dangdang.listings"], accounts["omm.feed.tmall.listings"]
+    assert (bad.read, bad.valid, bad.quarantined, bad.dead) == (300, 0, 300, 0)
+    assert (good.read, good.valid, good.quarantined) == (120, 120, 0)
+    assert bad.balanced and good.balanced
+    quarantined = read_all(kafka_bootstrap, topics.quarantine("listing"))
+    assert len(quarantined) == 300
+    assert all("not_be_null" in m.headers["omm.quarantine.reason"] for m in quarantined)
+    valid = read_all(kafka_bootstrap, topics.valid("listing"))
+    assert {m.record["platform"] for m in valid if m.record} == {"tmall"}
+    assert health_records(kafka_bootstrap, topics.feed_health)["dangdang"]["quarantined"] is True
+
+
+def test_report_feeds_writes_data_docs_naming_platforms_and_suites(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topics = fresh_namespace(PLATFORMS, kafka_bootstrap)
+    produce_avro(
+        kafka_bootstrap,
+        topics.feed("dangdang", "listings"),
+        "listing",
+        listings_with_drift("dangdang", 90, lose_brand_from=0),
+        "listing_id",
+    )
+    ingest_until_idle(kafka_bootstrap, topics, PLATFORMS)
+
+    out = tmp_path / "docs"
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "feeds",
+            "--out",
+            str(out),
+            "--bootstrap",
+            kafka_bootstrap,
+            "--prefix",
+            topics.prefix,
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "dangdang" in index and "omm.listings" in index
+    assert "dangdang" in result.output
