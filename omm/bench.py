@@ -99,7 +99,7 @@ def raw_limit(bootstrap: str, source: str, sink: str, n: int, registry: SchemaRe
     return Rate("raw kafka-python consume+decode+encode+produce", n, time.time() - started)
 
 
-def ingest_rate(bootstrap: str, topics: TopicNames, n: int) -> Rate:
+def ingest_rate(bootstrap: str, topics: TopicNames, n: int, feed_health: bool) -> Rate:
     from omm.beam_runtime import pipeline_args_with_defaults
     from pipelines.ingest import IngestJob, run_ingest
 
@@ -110,6 +110,7 @@ def ingest_rate(bootstrap: str, topics: TopicNames, n: int) -> Rate:
         group_id=f"{topics.prefix}ingest",
         pseudonym_key=b"bench-only-key",
         idle_timeout_s=3.0,
+        feed_health=feed_health,
     )
     started = time.time()
     accounts = run_ingest(job, pipeline_args_with_defaults(None, streaming=False))
@@ -117,7 +118,8 @@ def ingest_rate(bootstrap: str, topics: TopicNames, n: int) -> Rate:
     if read != n or not all(a.balanced for a in accounts):
         raise SystemExit(f"ingest read {read} of {n} records or did not balance: {accounts}")
     last = last_timestamp_ms(bootstrap, topics.valid("listing"), n) / 1000.0
-    return Rate("omm ingest (Beam FnApiRunner, rules + Avro + DLQ routing)", n, last - started)
+    label = "with" if feed_health else "without"
+    return Rate(f"omm ingest (Beam FnApiRunner), {label} expectations", n, last - started)
 
 
 MACHINE = (
@@ -174,10 +176,25 @@ def bench_ingest(bootstrap: str, n: int) -> None:
         produce_listings(bootstrap, source, n, registry)
     with console.status("raw limit: kafka-python consume + decode + encode + produce…"):
         raw = raw_limit(bootstrap, source, sink, n, registry)
-    with console.status("omm ingest pipeline…"):
-        ingest = ingest_rate(bootstrap, topics, n)
+    with console.status("omm ingest pipeline, expectations off…"):
+        without = ingest_rate(bootstrap, topics, n, feed_health=False)
+    # the same records again, through a second namespace, with feed health on
+    again = TopicNames(prefix=topics.prefix.rstrip(".") + "h.")
+    kafka_client.create_topics(
+        bootstrap, resolved_topics(only_platforms=[PLATFORM]), prefix=again.prefix
+    )
+    with console.status(f"copying the {n:,} listings for the second run…"):
+        raw_limit(bootstrap, source, again.feed(PLATFORM, "listings"), n, registry)
+    with console.status("omm ingest pipeline, expectations on…"):
+        with_health = ingest_rate(bootstrap, again, n, feed_health=True)
     stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    console.print(rate_table(f"ingest — {n:,} listing events, {stamp}", raw, [ingest]))
+    console.print(
+        rate_table(f"ingest — {n:,} listing events, {stamp}", raw, [without, with_health])
+    )
+    kept = 100 * with_health.per_second / without.per_second
+    console.print(
+        f"expectations on keep {kept:.0f} % of the throughput without them (target ≥ 70 %)"
+    )
     console.print(f"machine: {MACHINE}; target: ingest ≥ 50 % of raw")
 
 
