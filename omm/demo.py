@@ -8,7 +8,8 @@
    be overturned, and passes;
 3. some senders bypass the client: broken listings, a spoofed platform, raw
    garbage bytes (about 5 % of all records);
-4. ingest runs until idle and prints its conservation account;
+4. ingest runs until idle and prints its conservation account, and the feed
+   health of every platform feed (one platform's listings drift: brands go missing);
 5. enforce joins results with live listings: tasks per platform, a look-alike
    sent to review, a listing removed before the result left alone;
 6. afterwards a platform re-lists the product under a new id and the
@@ -42,6 +43,7 @@ IDLE_S = 4.0
 COOKER = next(p for p in CATALOG if p.model == "KX-2000A")
 POWER_BANK = next(p for p in CATALOG if p.model == "PG-20000")
 HEATER = next(p for p in CATALOG if p.model == "WH-H2")
+DRIFTING = "dangdang"
 PASSED = [p for p in CATALOG if p not in (COOKER, POWER_BANK, HEATER)][:5]
 
 
@@ -95,6 +97,11 @@ class Demo:
                     records = [make(platform, i) for i in range(count)]
                     if feed == "listings":
                         records += story.get(platform, [])
+                        if platform == DRIFTING:
+                            # halfway through, every third listing loses its brand
+                            for i, record in enumerate(records[count // 2 : count]):
+                                if i % 3 == 0:
+                                    record["brand"] = None
                     if feed == "complaints" and platform == "jd":
                         # a line the client itself refuses before anything is sent
                         records.append({**make(platform, count), "issue_type": "LOUD_NOISE"})
@@ -175,6 +182,30 @@ class Demo:
         self.console.print(f"ingest read {read} records in {time.monotonic() - started:.1f}s")
         if not all(a.balanced for a in accounts):
             raise SystemExit("conservation account does not balance")
+        self.show_feed_health()
+
+    def show_feed_health(self) -> None:
+        from pipelines.feed_health import FeedHealth
+
+        latest: dict[str, FeedHealth] = {}
+        for line in tail_records(self.bootstrap, self.topics.feed_health, timeout_s=1):
+            health = FeedHealth.from_record(line["value"])
+            latest[health.key] = health
+        healthy = [h for h in latest.values() if h.success]
+        self.console.print(
+            f"feed health (Great Expectations): {len(healthy)} of {len(latest)} "
+            "platform feeds pass their suites"
+        )
+        for h in sorted(latest.values(), key=lambda h: h.key):
+            for o in h.failing():
+                self.console.print(
+                    f"  [red]unhealthy[/red] {h.platform} {h.feed} ({h.rows} rows): "
+                    f"{o.expectation} observed {o.observed}, expected {o.threshold}"
+                    + (" — critical" if o.critical else "")
+                )
+        self.console.print(
+            f"  Data Docs: omm report feeds --out reports/feeds --prefix {self.topics.prefix}"
+        )
 
     def enforce(self, title: str) -> dict[str, dict[str, Any]]:
         from omm.beam_runtime import pipeline_args_with_defaults

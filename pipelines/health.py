@@ -15,6 +15,7 @@ until their batch is judged, and their offsets are committed only then.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ class _CheckFeedHealthFn(beam.DoFn):
     def setup(self) -> None:
         # Great Expectations is imported here, once per worker (~3 s, ~130 MB).
         from pipelines.feed_health import FeedValidator
+
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
         config_dir = Path(self._config_dir) if self._config_dir else get_settings().config_dir
         self._validator = FeedValidator(config_dir)

@@ -135,16 +135,29 @@ def test_a_third_of_listings_losing_their_brand_fails_the_brand_expectation(
     assert "brand" in health.summary() and "0.667" in health.summary()
 
 
-def test_duplicate_listing_ids_fail_uniqueness(validator: FeedValidator, now: datetime) -> None:
+def test_duplicate_listing_observations_fail_uniqueness(
+    validator: FeedValidator, now: datetime
+) -> None:
     records = listings(now, 200)
     records += [dict(r) for r in records[:10]]  # the platform resent ten snapshots
     health = validator.validate("gome", "listings", records, *window(now))
-    unique = outcome(health, "expect_column_values_to_be_unique(listing_id)")
+    unique = outcome(health, "expect_compound_columns_to_be_unique(listing_id, observed_at)")
     assert not unique.success and unique.critical
     assert unique.threshold == "all values unique"
     assert "20 unexpected" in unique.observed  # both copies of each duplicate
     assert "'taobao-L0000000'" in unique.observed  # an example of a duplicated id
     assert [o.expectation for o in health.failing()] == [unique.expectation]
+
+
+def test_a_listing_seen_twice_with_a_status_change_is_not_a_duplicate(
+    validator: FeedValidator, now: datetime
+) -> None:
+    records = listings(now, 200)
+    later = now - timedelta(minutes=5)
+    records += [{**r, "status": "REMOVED", "observed_at": later} for r in records[:10]]
+    health = validator.validate("gome", "listings", records, *window(now))
+    unique = outcome(health, "expect_compound_columns_to_be_unique(listing_id, observed_at)")
+    assert unique.success
 
 
 def test_prices_a_hundred_times_too_high_fail_the_price_range(
