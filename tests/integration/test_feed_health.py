@@ -1,4 +1,4 @@
-"""Feed health inside the real ingest pipeline: drift named, quarantine routed, Data Docs written."""
+"""Feed health inside the real ingest pipeline: drift named, quarantine routed, Data Docs."""
 
 from __future__ import annotations
 
