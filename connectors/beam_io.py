@@ -51,12 +51,25 @@ class PartitionSeed:
 
 
 # Idle clocks for bounded reads, per (read id, topic, partition): when the
-# partition was first found with nothing new, since its last record. Process-wide
-# rather than per DoFn instance because a runner may hand the deferred remainder
-# to a fresh instance; on a multi-worker runner each worker keeps its own clock,
-# which can only make a bounded read end later, never lose a record.
+# partition was first found with nothing new since its last record. A bounded
+# read ends only when EVERY partition this worker reads has been idle for the
+# window: ending partitions one by one let a quiet topic (the results) stop
+# while a busy one (a million listings) was still loading, so the results
+# published afterwards were never read. Process-wide rather than per DoFn
+# instance because a runner may hand a deferred remainder to a fresh instance;
+# on a multi-worker runner each worker judges the partitions it reads.
 _IDLE_SINCE: dict[tuple[str, str, int], float] = {}
+_SEEN: set[tuple[str, str, int]] = set()
 _IDLE_LOCK = threading.Lock()
+
+
+def _all_idle(read_id: str, now: float, window_s: float) -> bool:
+    with _IDLE_LOCK:
+        return all(
+            now - _IDLE_SINCE.get(key, now) >= window_s and key in _IDLE_SINCE
+            for key in _SEEN
+            if key[0] == read_id
+        )
 
 
 class _PartitionRestrictions(RestrictionProvider):
@@ -118,6 +131,8 @@ class _ReadPartitionFn(beam.DoFn):
         )
         idle_key = (self._read_id, seed.topic, seed.partition)
         now = time.monotonic()
+        with _IDLE_LOCK:
+            _SEEN.add(idle_key)
         if records:
             with _IDLE_LOCK:
                 _IDLE_SINCE.pop(idle_key, None)
@@ -153,17 +168,16 @@ class _ReadPartitionFn(beam.DoFn):
             watermark.set_watermark(idle_wm)
         if self._idle_timeout_s is not None:
             with _IDLE_LOCK:
-                since = _IDLE_SINCE.setdefault(idle_key, now)
-            # Idle = empty-handed for the whole window AND nothing left to fetch:
-            # a partition can go a long time between its turns while others
-            # are processed, which is not idleness.
-            if now - since >= self._idle_timeout_s and self._fetcher.caught_up(
+                _IDLE_SINCE.setdefault(idle_key, now)
+            # Idle = every partition empty-handed for the whole window AND this
+            # one has nothing left to fetch: a partition can go a long time
+            # between its turns while others are processed, which is not idleness.
+            # An ended partition keeps its idle clock, so it counts as idle.
+            if _all_idle(self._read_id, now, self._idle_timeout_s) and self._fetcher.caught_up(
                 seed.topic, seed.partition, start
             ):
                 # Claiming the last position ends this partition's restriction.
                 tracker.try_claim(_END - 1)
-                with _IDLE_LOCK:
-                    _IDLE_SINCE.pop(idle_key, None)
                 return
         tracker.defer_remainder(Duration(seconds=0.05))
 

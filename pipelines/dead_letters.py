@@ -3,16 +3,21 @@
 A dead letter goes two ways: the original bytes to ``omm.dlq`` with Kafka
 Connect's ``__connect.errors.*`` headers (so existing DLQ tooling reads them),
 and a decoded ``Rejection`` to the sender's feedback topic telling them what to
-fix. Beam-free: the pipeline stages call these functions.
+fix. ``ToDeadLetters`` is the stage every pipeline ends its dead letters with.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+import apache_beam as beam
+
 from connectors.records import KafkaRecord, OutboundMessage
 from omm.topics import TopicNames
+from schemas.models import utc_now
 from schemas.registry import SchemaRegistry
 
 CONNECT_PREFIX = "__connect.errors."
@@ -106,3 +111,39 @@ def dead_letter_messages(
         source=source,
     )
     return dlq, feedback
+
+
+class _ToMessagesFn(beam.DoFn):
+    def __init__(self, topics: TopicNames, connector: str, uncommitted: frozenset[str]):
+        self._topics = topics
+        self._connector = connector
+        self._uncommitted = uncommitted
+
+    def setup(self) -> None:
+        self._registry = SchemaRegistry.load()
+
+    def process(self, letter: DeadLetter) -> Iterator[OutboundMessage]:
+        for message in dead_letter_messages(
+            letter, self._topics, self._registry, self._connector, utc_now()
+        ):
+            if letter.record.topic in self._uncommitted:
+                # that partition's valid records are held elsewhere (e.g. for a
+                # feed-health verdict): only their writer may advance its offsets
+                message = dataclasses.replace(message, source=None)
+            yield message
+
+
+class ToDeadLetters(beam.PTransform):
+    """Each dead letter -> its DLQ copy and the sender's feedback record."""
+
+    def __init__(
+        self,
+        topics: TopicNames,
+        connector: str,
+        uncommitted_topics: frozenset[str] = frozenset(),
+    ):
+        super().__init__()
+        self._fn = _ToMessagesFn(topics, connector, uncommitted_topics)
+
+    def expand(self, dead: beam.PCollection) -> beam.PCollection:
+        return dead | "ToMessages" >> beam.ParDo(self._fn)

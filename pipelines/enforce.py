@@ -38,7 +38,7 @@ from connectors.beam_io import ReadFromKafka, WriteToKafka
 from connectors.records import KafkaRecord, OutboundMessage
 from omm.settings import get_settings
 from omm.topics import TopicNames
-from pipelines.dead_letters import DeadLetter, dead_letter_messages
+from pipelines.dead_letters import DeadLetter, ToDeadLetters
 from pipelines.rules.enforcement import (
     EnforcementConfig,
     ListingFact,
@@ -57,7 +57,6 @@ from pipelines.rules.enforcement import (
     withdrawals,
 )
 from pipelines.rules.enforcement import Scope as _Scope
-from schemas.models import utc_now
 from schemas.registry import CodecError, SchemaRegistry
 
 LOG = logging.getLogger(__name__)
@@ -330,18 +329,7 @@ class Enforce(beam.PTransform):
         )
         tasks = outputs | "ToTopics" >> ToTopics(job.topics)
 
-        topics = job.topics
-
-        class _DeadToMessages(beam.DoFn):
-            def setup(self) -> None:
-                self._registry = SchemaRegistry.load()
-
-            def process(self, letter: DeadLetter) -> Iterator[OutboundMessage]:
-                yield from dead_letter_messages(
-                    letter, topics, self._registry, CONNECTOR, utc_now()
-                )
-
-        dead = facts[DEAD] | "ToDeadLetters" >> beam.ParDo(_DeadToMessages())
+        dead = facts[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics, CONNECTOR)
         # two writers sharing one sink rather than a Flatten (see connectors/sink.py)
         sink = f"enforce-{uuid.uuid4().hex}"
         tasks | "WriteTasks" >> WriteToKafka(job.bootstrap, sink=sink)

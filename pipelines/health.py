@@ -18,10 +18,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder, VarIntCoder
@@ -47,15 +46,22 @@ STAGE = "ingest"
 QUARANTINE_HEADER = "omm.quarantine.reason"
 
 
-@dataclass(frozen=True)
-class HealthRow:
-    """One validated record as the health check needs it."""
+class HealthRow(NamedTuple):
+    """One validated record as the health check needs it: only the suite's columns,
+    timestamps as epoch milliseconds (it is pickled into state once per record)."""
 
-    record: dict[str, Any]
+    values: tuple[Any, ...]  # in the order of the feed suite's source_columns
     event_ms: int
     source_topic: str
     # quarantine-mode feeds: the valid message, held until the batch is judged
     held: OutboundMessage | None = None
+
+
+def health_values(record: dict[str, Any], columns: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(
+        int(v.timestamp() * 1000) if isinstance(v, datetime) else v
+        for v in (record.get(c) for c in columns)
+    )
 
 
 def feed_key(platform: str | None, entity: str) -> str:
@@ -137,10 +143,11 @@ class _CheckFeedHealthFn(beam.DoFn):
             return
         platform, feed = key.split("|", 1)
         times = [r.event_ms for r in batch]
+        columns = self._validator.suite_for(feed).source_columns
         health = self._validator.validate(
             platform,
             feed,
-            [r.record for r in batch],
+            [dict(zip(columns, r.values, strict=True)) for r in batch],
             datetime.fromtimestamp(min(times) / 1000, UTC),
             datetime.fromtimestamp(max(times) / 1000, UTC),
         )

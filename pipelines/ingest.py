@@ -10,7 +10,6 @@ The counts are Beam metrics (namespace ``ingest``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from collections.abc import Iterator
@@ -29,8 +28,8 @@ from connectors.records import KafkaRecord, OutboundMessage
 from omm.config import load_platforms, load_rules
 from omm.settings import get_settings
 from omm.topics import SourceTopic, TopicNames
-from pipelines.dead_letters import DeadLetter, dead_letter_messages
-from pipelines.health import CheckFeedHealth, HealthRow, feed_key
+from pipelines.dead_letters import DeadLetter, ToDeadLetters
+from pipelines.health import CheckFeedHealth, HealthRow, feed_key, health_values
 from pipelines.rules.personal_data import Redactor, protect_complaint
 from pipelines.rules.record_rules import RuleViolation, check_record, rule_context
 from schemas.models import Complaint, utc_now
@@ -76,6 +75,7 @@ class _ValidateFn(beam.DoFn):
         self._rules = load_rules(cfg_dir)
         self._platforms = load_platforms(cfg_dir)
         self._redactor = Redactor.from_config(self._rules.personal_data)
+        self._health_columns = health_columns(cfg_dir) if self._health_modes else {}
         self._current_headers = {
             e: self._registry.current(e).header for e in self._registry.entities()
         }
@@ -144,11 +144,12 @@ class _ValidateFn(beam.DoFn):
         if held is None:
             self._count("valid", rec.topic)
             yield valid
+        values = health_values(row_record, self._health_columns[source.entity])
         yield pvalue.TaggedOutput(
             HEALTH,
             (
                 feed_key(source.platform, source.entity),
-                HealthRow(row_record, int(event.timestamp() * 1000), rec.topic, held),
+                HealthRow(values, int(event.timestamp() * 1000), rec.topic, held),
             ),
         )
 
@@ -230,34 +231,6 @@ class ToValidTopics(beam.PTransform):
         return valid | "ToMessage" >> beam.Map(lambda v: valid_message(v, topics))
 
 
-class ToDeadLetters(beam.PTransform):
-    """Each dead letter -> its DLQ copy and the sender's feedback record."""
-
-    def __init__(self, topics: TopicNames, uncommitted_topics: frozenset[str] = frozenset()):
-        super().__init__()
-        self._topics = topics
-        self._uncommitted = uncommitted_topics
-
-    def expand(self, dead: beam.PCollection) -> beam.PCollection:
-        topics, uncommitted = self._topics, self._uncommitted
-
-        class _ToMessages(beam.DoFn):
-            def setup(self) -> None:
-                self._registry = SchemaRegistry.load()
-
-            def process(self, letter: DeadLetter) -> Iterator[OutboundMessage]:
-                for message in dead_letter_messages(
-                    letter, topics, self._registry, CONNECTOR, utc_now()
-                ):
-                    if letter.record.topic in uncommitted:
-                        # that partition's valid records are held for their health
-                        # verdict: only their writer may advance its offsets
-                        message = dataclasses.replace(message, source=None)
-                    yield message
-
-        return dead | "ToMessages" >> beam.ParDo(_ToMessages())
-
-
 @dataclass(frozen=True)
 class IngestJob:
     bootstrap: str
@@ -296,7 +269,7 @@ class Ingest(beam.PTransform):
         # back until the reader finishes (connectors/sink.py).
         sink = f"ingest-{uuid.uuid4().hex}"
         valid = checked[VALID] | "ToValidTopics" >> ToValidTopics(job.topics)
-        dead = checked[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics, held_topics)
+        dead = checked[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics, CONNECTOR, held_topics)
         valid | "WriteValid" >> WriteToKafka(job.bootstrap, commit_group=job.group_id, sink=sink)
         if modes:
             judged = checked[HEALTH] | "CheckFeedHealth" >> CheckFeedHealth(
@@ -313,15 +286,24 @@ class Ingest(beam.PTransform):
         )
 
 
-def health_modes(config_dir: Path | None) -> dict[str, str]:
-    """entity -> on_failure mode of its expectation suite ("warn" | "quarantine")."""
+def _suites(config_dir: Path | None) -> dict[str, Any]:
     from pipelines.feed_health import FEED_ENTITIES, load_suite_config
 
     directory = (config_dir or get_settings().config_dir) / "expectations"
     return {
-        entity: load_suite_config(directory / f"{feed}.yaml").on_failure
+        entity: load_suite_config(directory / f"{feed}.yaml")
         for feed, entity in FEED_ENTITIES.items()
     }
+
+
+def health_columns(config_dir: Path | None) -> dict[str, tuple[str, ...]]:
+    """entity -> the record fields its feed suite reads."""
+    return {entity: suite.source_columns for entity, suite in _suites(config_dir).items()}
+
+
+def health_modes(config_dir: Path | None) -> dict[str, str]:
+    """entity -> on_failure mode of its expectation suite ("warn" | "quarantine")."""
+    return {entity: suite.on_failure for entity, suite in _suites(config_dir).items()}
 
 
 @dataclass(frozen=True)
