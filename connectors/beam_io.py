@@ -17,7 +17,6 @@ offset commit happens when the bundle completes, as it does here.
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 import time
@@ -39,7 +38,6 @@ from connectors.fetcher import PartitionFetcher
 from connectors.records import KafkaRecord, OutboundMessage
 from connectors.sink import KafkaSink
 
-LOG = logging.getLogger(__name__)
 _END = sys.maxsize
 
 

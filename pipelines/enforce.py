@@ -20,7 +20,6 @@ committed offsets there instead (``start="committed"``).
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,7 +58,6 @@ from pipelines.rules.enforcement import (
 from pipelines.rules.enforcement import Scope as _Scope
 from schemas.registry import CodecError, SchemaRegistry
 
-LOG = logging.getLogger(__name__)
 STAGE = "enforce"
 CONNECTOR = "omm-enforce"
 DEAD = "dead_letter"

@@ -1,16 +1,21 @@
 """Ingest: platform and regulator feeds -> omm.valid.<entity>, or the DLQ and feedback.
 
-    ReadFeeds -> ValidateRecords -+-> valid ------> ToValidTopics ---+
-                                  +-> dead_letter -> ToDeadLetters -+-> WriteOutputs
+    ReadFeeds -> ValidateRecords -+-> valid -------> ToValidTopics -> WriteValid
+                                  +-> dead_letter --> ToDeadLetters -> WriteDeadLetters
+                                  +-> health rows --> CheckFeedHealth -> WriteHealth
+                                                      (omm.feed.health; held records of
+                                                       quarantine-mode feeds: valid or
+                                                       omm.quarantine.<entity>)
 
-Every record read leaves as exactly one valid record or one dead letter (a
-DLQ copy plus a feedback record), so per source topic: in = valid + dead.
-The counts are Beam metrics (namespace ``ingest``).
+Every record read leaves as exactly one valid record, one quarantined record
+or one dead letter (a DLQ copy plus a feedback record), so per source topic:
+in = valid + quarantined + dead. The counts are Beam metrics (namespace
+``ingest``). The writers share one producer and one offset commit
+(connectors/sink.py).
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +40,6 @@ from pipelines.rules.record_rules import RuleViolation, check_record, rule_conte
 from schemas.models import Complaint, utc_now
 from schemas.registry import HEADER_LEN, CodecError, SchemaRegistry
 
-LOG = logging.getLogger(__name__)
 STAGE = "ingest"
 CONNECTOR = "omm-ingest"
 VALID, DEAD, HEALTH = "valid", "dead_letter", "health"
