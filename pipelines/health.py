@@ -25,11 +25,10 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam.coders import PickleCoder, VarIntCoder
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.combiners import CountCombineFn
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import (
     BagStateSpec,
-    CombiningValueStateSpec,
+    ReadModifyWriteStateSpec,
     TimerSpec,
     on_timer,
 )
@@ -70,7 +69,10 @@ def feed_key(platform: str | None, entity: str) -> str:
 
 class _CheckFeedHealthFn(beam.DoFn):
     ROWS = BagStateSpec("rows", PickleCoder())
-    COUNT = CombiningValueStateSpec("count", VarIntCoder(), CountCombineFn())
+    # a plain value, not a combining state: with the runner's state cache off,
+    # reading a combining state fetches every accumulator added so far (O(n) per
+    # record, quadratic per batch)
+    COUNT = ReadModifyWriteStateSpec("count", VarIntCoder())
     CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
 
     def __init__(
@@ -109,9 +111,11 @@ class _CheckFeedHealthFn(beam.DoFn):
     ) -> Iterator[OutboundMessage]:
         key, row = element
         rows.add(row)
-        count.add(1)
-        close.set(self._window_end(row.event_ms))
-        if count.read() >= self._cfg.batch_rows:
+        seen = (count.read() or 0) + 1
+        count.write(seen)
+        if seen == 1:
+            close.set(self._window_end(row.event_ms))
+        if seen >= self._cfg.batch_rows:
             yield from self._judge(key, rows, count)
 
     @on_timer(CLOSE)
