@@ -37,6 +37,11 @@ Bootstrap = Annotated[
     typer.Option("--bootstrap", help="Kafka bootstrap servers (default OMM_KAFKA_BOOTSTRAP)."),
 ]
 Prefix = Annotated[str, typer.Option("--prefix", help="Topic namespace prefix (tests, tenants).")]
+UntilIdle = Annotated[
+    float | None,
+    typer.Option("--until-idle", help="Stop once every partition had nothing new for SECONDS."),
+]
+PipelineArgs = Annotated[list[str] | None, typer.Argument(help="Beam pipeline options, after --")]
 
 
 def _bootstrap(value: str | None) -> str:
@@ -233,18 +238,13 @@ def publish(
 
 @run_app.command("ingest")
 def run_ingest_cmd(
-    until_idle: Annotated[
-        float | None,
-        typer.Option("--until-idle", help="Stop once every partition had nothing new for SECONDS."),
-    ] = None,
+    until_idle: UntilIdle = None,
     platforms: Annotated[
         str | None, typer.Option(help="Comma-separated platform ids (default: all registered).")
     ] = None,
     bootstrap: Bootstrap = None,
     prefix: Prefix = "",
-    pipeline_args: Annotated[
-        list[str] | None, typer.Argument(help="Beam pipeline options, after --")
-    ] = None,
+    pipeline_args: PipelineArgs = None,
 ) -> None:
     """Validate the platform and regulator feeds into omm.valid.*; bad records to DLQ + feedback."""
     accounts = run_ingest_job(_bootstrap(bootstrap), prefix, platforms, until_idle, pipeline_args)
@@ -283,15 +283,10 @@ def run_ingest_job(
 
 @run_app.command("enforce")
 def run_enforce_cmd(
-    until_idle: Annotated[
-        float | None,
-        typer.Option("--until-idle", help="Stop once every partition had nothing new for SECONDS."),
-    ] = None,
+    until_idle: UntilIdle = None,
     bootstrap: Bootstrap = None,
     prefix: Prefix = "",
-    pipeline_args: Annotated[
-        list[str] | None, typer.Argument(help="Beam pipeline options, after --")
-    ] = None,
+    pipeline_args: PipelineArgs = None,
 ) -> None:
     """Join failed results with live listings: tasks to omm.tasks.<platform>, reviews to review."""
     account = run_enforce_job(_bootstrap(bootstrap), prefix, until_idle, pipeline_args)

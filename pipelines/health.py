@@ -85,6 +85,8 @@ class _CheckFeedHealthFn(beam.DoFn):
 
     def setup(self) -> None:
         # Great Expectations is imported here, once per worker (~3 s, ~130 MB).
+        import great_expectations  # noqa: F401  (import first: it configures its loggers)
+
         from pipelines.feed_health import FeedValidator
 
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
