@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -259,6 +260,7 @@ def run_ingest_job(
     platforms: str | None,
     until_idle: float | None,
     pipeline_args: list[str] | None,
+    quiet: bool = False,
 ) -> list[Any]:
     from omm.beam_runtime import pipeline_args_with_defaults
     from omm.config import load_platforms
@@ -275,7 +277,7 @@ def run_ingest_job(
         pseudonym_key=pseudonym_key(settings),
         idle_timeout_s=until_idle,
     )
-    with console.status("ingest running…" + (f" (until idle {until_idle}s)" if until_idle else "")):
+    with _running("ingest", until_idle, quiet):
         return run_ingest(
             job, pipeline_args_with_defaults(pipeline_args, streaming=until_idle is None)
         )
@@ -316,12 +318,14 @@ def run_all_cmd(
         return
     import threading
 
+    # one spinner only: rich allows a single live display at a time
+    console.print("ingest and enforce streaming side by side (Ctrl-C to stop)…")
     stages = [
         threading.Thread(
-            target=run_ingest_job, args=(servers, prefix, None, None, None), name="ingest"
+            target=run_ingest_job, args=(servers, prefix, None, None, None, True), name="ingest"
         ),
         threading.Thread(
-            target=run_enforce_job, args=(servers, prefix, None, None), name="enforce"
+            target=run_enforce_job, args=(servers, prefix, None, None, True), name="enforce"
         ),
     ]
     for stage in stages:
@@ -331,19 +335,29 @@ def run_all_cmd(
 
 
 def run_enforce_job(
-    bootstrap: str, prefix: str, until_idle: float | None, pipeline_args: list[str] | None
+    bootstrap: str,
+    prefix: str,
+    until_idle: float | None,
+    pipeline_args: list[str] | None,
+    quiet: bool = False,
 ) -> Any:
     from omm.beam_runtime import pipeline_args_with_defaults
     from omm.topics import TopicNames
     from pipelines.enforce import EnforceJob, run_enforce
 
     job = EnforceJob(bootstrap=bootstrap, topics=TopicNames(prefix), idle_timeout_s=until_idle)
-    with console.status(
-        "enforce running…" + (f" (until idle {until_idle}s)" if until_idle else "")
-    ):
+    with _running("enforce", until_idle, quiet):
         return run_enforce(
             job, pipeline_args_with_defaults(pipeline_args, streaming=until_idle is None)
         )
+
+
+def _running(stage: str, until_idle: float | None, quiet: bool) -> Any:
+    if quiet:
+        return contextlib.nullcontext()
+    return console.status(
+        f"{stage} running…" + (f" (until idle {until_idle}s)" if until_idle else "")
+    )
 
 
 def print_enforce_account(account: Any) -> None:
