@@ -34,6 +34,7 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from connectors.records import OutboundMessage
 from omm.config import FeedHealthConfig
@@ -67,73 +68,23 @@ def feed_key(platform: str | None, entity: str) -> str:
     return f"{platform or 'regulator'}|{VALID_NAMES[entity]}"
 
 
-class _CheckFeedHealthFn(beam.DoFn):
-    ROWS = BagStateSpec("rows", PickleCoder())
-    # a plain value, not a combining state: with the runner's state cache off,
-    # reading a combining state fetches every accumulator added so far (O(n) per
-    # record, quadratic per batch)
-    COUNT = ReadModifyWriteStateSpec("count", VarIntCoder())
-    CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
+class _BatchJudge:
+    """Validates a batch with the feed's suite and says where its held records go."""
 
-    def __init__(
-        self, topics: TopicNames, cfg: FeedHealthConfig, streaming: bool, config_dir: str | None
-    ):
-        self._topics = topics
-        self._cfg = cfg
-        self._streaming = streaming
-        self._config_dir = config_dir
-
-    def setup(self) -> None:
+    def __init__(self, topics: TopicNames, config_dir: str | None) -> None:
         # Great Expectations is imported here, once per worker (~3 s, ~130 MB).
         import great_expectations  # noqa: F401  (import first: it configures its loggers)
 
         from pipelines.feed_health import FeedValidator
 
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
-
-        config_dir = Path(self._config_dir) if self._config_dir else get_settings().config_dir
-        self._validator = FeedValidator(config_dir)
+        cfg_dir = Path(config_dir) if config_dir else get_settings().config_dir
+        self._validator = FeedValidator(cfg_dir)
         self._validator.prepare()
         self._registry = SchemaRegistry.load()
+        self._topics = topics
         self._batches = Metrics.counter(STAGE, "health_batches")
         self._counters: dict[tuple[str, str], Any] = {}
-
-    def _window_end(self, event_ms: int) -> Timestamp:
-        if not self._streaming:
-            return GlobalWindow().max_timestamp()
-        size = self._cfg.window_seconds * 1000
-        return Timestamp(micros=((event_ms // size) + 1) * size * 1000)
-
-    def process(
-        self,
-        element: tuple[str, HealthRow],
-        rows: Any = beam.DoFn.StateParam(ROWS),
-        count: Any = beam.DoFn.StateParam(COUNT),
-        close: Any = beam.DoFn.TimerParam(CLOSE),
-    ) -> Iterator[OutboundMessage]:
-        key, row = element
-        rows.add(row)
-        seen = (count.read() or 0) + 1
-        count.write(seen)
-        if seen == 1:
-            close.set(self._window_end(row.event_ms))
-        if seen >= self._cfg.batch_rows:
-            yield from self._judge(key, rows, count)
-
-    @on_timer(CLOSE)
-    def _on_close(
-        self,
-        key: Any = beam.DoFn.KeyParam,
-        fire_at: Any = beam.DoFn.TimestampParam,
-        rows: Any = beam.DoFn.StateParam(ROWS),
-        count: Any = beam.DoFn.StateParam(COUNT),
-        close: Any = beam.DoFn.TimerParam(CLOSE),
-    ) -> Iterator[OutboundMessage]:
-        if self._streaming and time.time() < fire_at.micros / 1e6:
-            # FnApiRunner fires event-time timers early (BEAM-NOTES): re-arm until due.
-            close.set(fire_at)
-            return
-        yield from self._judge(key, rows, count)
 
     def _count(self, what: str, topic: str, n: int) -> None:
         counter = self._counters.get((what, topic))
@@ -141,10 +92,8 @@ class _CheckFeedHealthFn(beam.DoFn):
             counter = self._counters[(what, topic)] = Metrics.counter(STAGE, f"{what}|{topic}")
         counter.inc(n)
 
-    def _judge(self, key: str, rows: Any, count: Any) -> Iterator[OutboundMessage]:
-        batch: list[HealthRow] = list(rows.read())
-        rows.clear()
-        count.clear()
+    def judge(self, key: str, batch: list[HealthRow]) -> Iterator[OutboundMessage]:
+        """Validate one batch; its FeedHealth message, then its held records' messages."""
         if not batch:
             return
         platform, feed = key.split("|", 1)
@@ -187,8 +136,137 @@ class _CheckFeedHealthFn(beam.DoFn):
                 yield row.held
 
 
+class _CheckFeedHealthFn(beam.DoFn):
+    """Quarantine-mode feeds: records held in state until their batch is judged."""
+
+    ROWS = BagStateSpec("rows", PickleCoder())
+    # a plain value, not a combining state: with the runner's state cache off,
+    # reading a combining state fetches every accumulator added so far (O(n) per
+    # record, quadratic per batch)
+    COUNT = ReadModifyWriteStateSpec("count", VarIntCoder())
+    CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
+
+    def __init__(
+        self, topics: TopicNames, cfg: FeedHealthConfig, streaming: bool, config_dir: str | None
+    ):
+        self._topics = topics
+        self._cfg = cfg
+        self._streaming = streaming
+        self._config_dir = config_dir
+
+    def setup(self) -> None:
+        self._batch_judge = _BatchJudge(self._topics, self._config_dir)
+
+    def _window_end(self, event_ms: int) -> Timestamp:
+        if not self._streaming:
+            return GlobalWindow().max_timestamp()
+        size = self._cfg.window_seconds * 1000
+        return Timestamp(micros=((event_ms // size) + 1) * size * 1000)
+
+    def process(
+        self,
+        element: tuple[str, HealthRow],
+        rows: Any = beam.DoFn.StateParam(ROWS),
+        count: Any = beam.DoFn.StateParam(COUNT),
+        close: Any = beam.DoFn.TimerParam(CLOSE),
+    ) -> Iterator[OutboundMessage]:
+        key, row = element
+        rows.add(row)
+        seen = (count.read() or 0) + 1
+        count.write(seen)
+        if seen == 1:
+            close.set(self._window_end(row.event_ms))
+        if seen >= self._cfg.batch_rows:
+            yield from self._judge(key, rows, count)
+
+    @on_timer(CLOSE)
+    def _on_close(
+        self,
+        key: Any = beam.DoFn.KeyParam,
+        fire_at: Any = beam.DoFn.TimestampParam,
+        rows: Any = beam.DoFn.StateParam(ROWS),
+        count: Any = beam.DoFn.StateParam(COUNT),
+        close: Any = beam.DoFn.TimerParam(CLOSE),
+    ) -> Iterator[OutboundMessage]:
+        if self._streaming and time.time() < fire_at.micros / 1e6:
+            # FnApiRunner fires event-time timers early (BEAM-NOTES): re-arm until due.
+            close.set(fire_at)
+            return
+        yield from self._judge(key, rows, count)
+
+    def _judge(self, key: str, rows: Any, count: Any) -> Iterator[OutboundMessage]:
+        batch: list[HealthRow] = list(rows.read())
+        rows.clear()
+        count.clear()
+        yield from self._batch_judge.judge(key, batch)
+
+
+class _WarnBatchesFn(beam.DoFn):
+    """Warn-mode feeds: their records are already on their way, so only the values
+    are batched, in the worker's memory (no state, no shuffle: it runs fused with
+    the reader). A batch closes at ``batch_rows``; in bounded runs also in the
+    first bundle that brings it nothing new (the feed went quiet, e.g. the end of
+    the run); in streaming runs once it is ``window_seconds`` old (processing
+    time). A crash loses at most an unreported batch, never a record."""
+
+    def __init__(
+        self, topics: TopicNames, cfg: FeedHealthConfig, streaming: bool, config_dir: str | None
+    ):
+        self._topics = topics
+        self._cfg = cfg
+        self._streaming = streaming
+        self._config_dir = config_dir
+
+    def setup(self) -> None:
+        self._batch_judge = _BatchJudge(self._topics, self._config_dir)
+        self._open: dict[str, list[HealthRow]] = {}
+        self._opened_at: dict[str, float] = {}
+
+    def start_bundle(self) -> None:
+        self._touched: set[str] = set()
+
+    def process(self, element: tuple[str, HealthRow]) -> Iterator[OutboundMessage]:
+        key, row = element
+        batch = self._open.setdefault(key, [])
+        if not batch:
+            self._opened_at[key] = time.monotonic()
+        batch.append(row)
+        self._touched.add(key)
+        if len(batch) >= self._cfg.batch_rows:
+            yield from self._batch_judge.judge(key, self._open.pop(key))
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        now = time.monotonic()
+        for key in list(self._open):
+            if self._streaming:
+                due = now - self._opened_at[key] >= self._cfg.window_seconds
+            else:
+                due = key not in self._touched
+            if due:
+                for message in self._batch_judge.judge(key, self._open.pop(key)):
+                    yield WindowedValue(message, Timestamp.now(), (GlobalWindow(),))
+
+
+class BatchWarnFeeds(beam.PTransform):
+    """(platform|feed, HealthRow) of warn-mode feeds -> feed-health records."""
+
+    def __init__(
+        self,
+        topics: TopicNames,
+        cfg: FeedHealthConfig,
+        streaming: bool,
+        config_dir: str | None = None,
+    ):
+        super().__init__()
+        self._fn = _WarnBatchesFn(topics, cfg, streaming, config_dir)
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        return rows | "ValidateBatches" >> beam.ParDo(self._fn)
+
+
 class CheckFeedHealth(beam.PTransform):
-    """(platform|feed, HealthRow) -> feed-health records and the held records' messages."""
+    """(platform|feed, HealthRow) of quarantine-mode feeds -> feed-health records and
+    the held records' messages."""
 
     def __init__(
         self,

@@ -2,7 +2,8 @@
 
     ReadFeeds -> ValidateRecords -+-> valid -------> ToValidTopics -> WriteValid
                                   +-> dead_letter --> ToDeadLetters -> WriteDeadLetters
-                                  +-> health rows --> CheckFeedHealth -> WriteHealth
+                                  +-> health rows --> BatchWarnFeeds -> WriteHealth
+                                  +-> held rows ----> CheckHeldFeeds -> WriteJudged
                                                       (omm.feed.health; held records of
                                                        quarantine-mode feeds: valid or
                                                        omm.quarantine.<entity>)
@@ -34,7 +35,13 @@ from omm.config import load_platforms, load_rules
 from omm.settings import get_settings
 from omm.topics import SourceTopic, TopicNames
 from pipelines.dead_letters import DeadLetter, ToDeadLetters
-from pipelines.health import CheckFeedHealth, HealthRow, feed_key, health_values
+from pipelines.health import (
+    BatchWarnFeeds,
+    CheckFeedHealth,
+    HealthRow,
+    feed_key,
+    health_values,
+)
 from pipelines.rules.personal_data import Redactor, protect_complaint
 from pipelines.rules.record_rules import RuleViolation, check_record, rule_context
 from schemas.models import Complaint, utc_now
@@ -42,7 +49,7 @@ from schemas.registry import HEADER_LEN, CodecError, SchemaRegistry
 
 STAGE = "ingest"
 CONNECTOR = "omm-ingest"
-VALID, DEAD, HEALTH = "valid", "dead_letter", "health"
+VALID, DEAD, HEALTH, HELD = "valid", "dead_letter", "health", "held"
 PROVENANCE_HEADER = "omm.source"
 
 
@@ -150,7 +157,7 @@ class _ValidateFn(beam.DoFn):
             yield valid
         values = health_values(row_record, self._health_columns[source.entity])
         yield pvalue.TaggedOutput(
-            HEALTH,
+            HELD if held is not None else HEALTH,
             (
                 feed_key(source.platform, source.entity),
                 HealthRow(values, int(event.timestamp() * 1000), rec.topic, held),
@@ -210,7 +217,7 @@ class ValidateRecords(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> pvalue.DoOutputsTuple:
         return records | "DecodeAndCheck" >> beam.ParDo(self._fn).with_outputs(
-            DEAD, HEALTH, main=VALID
+            DEAD, HEALTH, HELD, main=VALID
         )
 
 
@@ -275,14 +282,19 @@ class Ingest(beam.PTransform):
         valid = checked[VALID] | "ToValidTopics" >> ToValidTopics(job.topics)
         dead = checked[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics, CONNECTOR, held_topics)
         valid | "WriteValid" >> WriteToKafka(job.bootstrap, commit_group=job.group_id, sink=sink)
-        if modes:
-            judged = checked[HEALTH] | "CheckFeedHealth" >> CheckFeedHealth(
-                job.topics,
-                health_cfg,
-                streaming=job.idle_timeout_s is None,
-                config_dir=job.config_dir,
+        streaming = job.idle_timeout_s is None
+        if any(mode == "warn" for mode in modes.values()):
+            reports = checked[HEALTH] | "BatchWarnFeeds" >> BatchWarnFeeds(
+                job.topics, health_cfg, streaming, job.config_dir
             )
-            judged | "WriteHealth" >> WriteToKafka(
+            reports | "WriteHealth" >> WriteToKafka(
+                job.bootstrap, commit_group=job.group_id, sink=sink
+            )
+        if any(mode == "quarantine" for mode in modes.values()):
+            judged = checked[HELD] | "CheckHeldFeeds" >> CheckFeedHealth(
+                job.topics, health_cfg, streaming, job.config_dir
+            )
+            judged | "WriteJudged" >> WriteToKafka(
                 job.bootstrap, commit_group=job.group_id, sink=sink
             )
         return dead | "WriteDeadLetters" >> WriteToKafka(
