@@ -136,15 +136,8 @@ class _BatchJudge:
                 yield row.held
 
 
-class _CheckFeedHealthFn(beam.DoFn):
-    """Quarantine-mode feeds: records held in state until their batch is judged."""
-
-    ROWS = BagStateSpec("rows", PickleCoder())
-    # a plain value, not a combining state: with the runner's state cache off,
-    # reading a combining state fetches every accumulator added so far (O(n) per
-    # record, quadratic per batch)
-    COUNT = ReadModifyWriteStateSpec("count", VarIntCoder())
-    CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
+class _FeedHealthFn(beam.DoFn):
+    """What both feed-health stages share: their settings and a batch judge per worker."""
 
     def __init__(
         self, topics: TopicNames, cfg: FeedHealthConfig, streaming: bool, config_dir: str | None
@@ -156,6 +149,17 @@ class _CheckFeedHealthFn(beam.DoFn):
 
     def setup(self) -> None:
         self._batch_judge = _BatchJudge(self._topics, self._config_dir)
+
+
+class _CheckFeedHealthFn(_FeedHealthFn):
+    """Quarantine-mode feeds: records held in state until their batch is judged."""
+
+    ROWS = BagStateSpec("rows", PickleCoder())
+    # a plain value, not a combining state: with the runner's state cache off,
+    # reading a combining state fetches every accumulator added so far (O(n) per
+    # record, quadratic per batch)
+    COUNT = ReadModifyWriteStateSpec("count", VarIntCoder())
+    CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
 
     def _window_end(self, event_ms: int) -> Timestamp:
         if not self._streaming:
@@ -201,7 +205,7 @@ class _CheckFeedHealthFn(beam.DoFn):
         yield from self._batch_judge.judge(key, batch)
 
 
-class _WarnBatchesFn(beam.DoFn):
+class _WarnBatchesFn(_FeedHealthFn):
     """Warn-mode feeds: their records are already on their way, so only the values
     are batched, in the worker's memory (no state, no shuffle: it runs fused with
     the reader). A batch closes at ``batch_rows``; in bounded runs also in the
@@ -209,16 +213,8 @@ class _WarnBatchesFn(beam.DoFn):
     the run); in streaming runs once it is ``window_seconds`` old (processing
     time). A crash loses at most an unreported batch, never a record."""
 
-    def __init__(
-        self, topics: TopicNames, cfg: FeedHealthConfig, streaming: bool, config_dir: str | None
-    ):
-        self._topics = topics
-        self._cfg = cfg
-        self._streaming = streaming
-        self._config_dir = config_dir
-
     def setup(self) -> None:
-        self._batch_judge = _BatchJudge(self._topics, self._config_dir)
+        super().setup()
         self._open: dict[str, list[HealthRow]] = {}
         self._opened_at: dict[str, float] = {}
 
@@ -247,8 +243,8 @@ class _WarnBatchesFn(beam.DoFn):
                     yield WindowedValue(message, Timestamp.now(), (GlobalWindow(),))
 
 
-class BatchWarnFeeds(beam.PTransform):
-    """(platform|feed, HealthRow) of warn-mode feeds -> feed-health records."""
+class _FeedHealthStage(beam.PTransform):
+    fn: type[_FeedHealthFn]
 
     def __init__(
         self,
@@ -258,27 +254,22 @@ class BatchWarnFeeds(beam.PTransform):
         config_dir: str | None = None,
     ):
         super().__init__()
-        self._fn = _WarnBatchesFn(topics, cfg, streaming, config_dir)
-
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        return rows | "ValidateBatches" >> beam.ParDo(self._fn)
-
-
-class CheckFeedHealth(beam.PTransform):
-    """(platform|feed, HealthRow) of quarantine-mode feeds -> feed-health records and
-    the held records' messages."""
-
-    def __init__(
-        self,
-        topics: TopicNames,
-        cfg: FeedHealthConfig,
-        streaming: bool,
-        config_dir: str | None = None,
-    ):
-        super().__init__()
-        self._fn = _CheckFeedHealthFn(topics, cfg, streaming, config_dir)
+        self._fn = self.fn(topics, cfg, streaming, config_dir)
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         return rows | "ValidateBatches" >> beam.ParDo(self._fn).with_input_types(
             tuple[str, HealthRow]
         )
+
+
+class BatchWarnFeeds(_FeedHealthStage):
+    """(platform|feed, HealthRow) of warn-mode feeds -> feed-health records."""
+
+    fn = _WarnBatchesFn
+
+
+class CheckFeedHealth(_FeedHealthStage):
+    """(platform|feed, HealthRow) of quarantine-mode feeds -> feed-health records and
+    the held records' messages."""
+
+    fn = _CheckFeedHealthFn
