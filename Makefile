@@ -33,9 +33,9 @@ test: setup ## Unit + integration tests (starts its own Kafka broker on free por
 unit: setup ## Only the tests that need neither Kafka nor Beam
 	$(BIN)/pytest -q tests/unit
 
-lint: setup ## ruff + mypy
+lint: setup ## ruff (lint and format) + mypy; CI runs it before the tests
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check . || true
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy omm pipelines schemas connectors
 
 bench: setup ## Throughput beside the raw kafka-python limit (N=200000 by default)
