@@ -186,6 +186,8 @@ class ReadFromKafka(beam.PTransform):
     ``start``: ``"committed"`` resumes from the group's committed offsets
     (earliest where none), ``"earliest"`` re-reads everything (used to rebuild
     state on runners whose state does not survive a restart).
+    ``from_earliest``: topics read from their beginning whatever ``start`` says
+    (state rebuilt from them on every run, e.g. ingest's known task ids).
     """
 
     def __init__(
@@ -197,8 +199,10 @@ class ReadFromKafka(beam.PTransform):
         idle_timeout_s: float | None = None,
         max_records_per_poll: int = 20000,
         poll_timeout_ms: int = 20,
+        from_earliest: Sequence[str] = (),
     ) -> None:
         super().__init__()
+        self._from_earliest = frozenset(from_earliest)
         if start not in ("committed", "earliest"):
             raise ValueError(f"start must be 'committed' or 'earliest', not {start!r}")
         self._bootstrap = bootstrap
@@ -218,7 +222,13 @@ class ReadFromKafka(beam.PTransform):
         )
         earliest = kafka_client.beginning_offsets(self._bootstrap, parts)
         return [
-            PartitionSeed(t, p, committed.get((t, p), earliest[(t, p)]))
+            PartitionSeed(
+                t,
+                p,
+                earliest[(t, p)]
+                if t in self._from_earliest
+                else committed.get((t, p), earliest[(t, p)]),
+            )
             for t, ps in parts.items()
             for p in ps
         ]

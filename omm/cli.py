@@ -141,11 +141,12 @@ def topics_list() -> None:
 def schemas_check(
     root: Annotated[Path | None, typer.Option(help="Schema root (default schemas/avro).")] = None,
 ) -> None:
-    """Prove every schema version BACKWARD compatible with all its earlier versions."""
-    from schemas.compat import check_backward
+    """Prove every schema version BACKWARD compatible with all its earlier versions,
+    and the record models in step with each entity's current version."""
+    from schemas.compat import check_schemas
     from schemas.registry import SchemaRegistry
 
-    problems = check_backward(root)
+    problems = check_schemas(root)
     if problems:
         for problem in problems:
             err.print(f"[red]✗[/red] {problem}")

@@ -17,8 +17,17 @@ import apache_beam as beam
 
 from connectors.records import KafkaRecord, OutboundMessage
 from omm.topics import TopicNames
-from schemas.models import utc_now
-from schemas.registry import SchemaRegistry
+from pipelines.rules.record_rules import RuleViolation
+from schemas.models import ENTITY_MODELS, utc_now
+from schemas.registry import (
+    CodecError,
+    CorruptBody,
+    EmptyValue,
+    NotSingleObjectEncoded,
+    SchemaRegistry,
+    UnknownFingerprint,
+    WrongEntity,
+)
 
 CONNECT_PREFIX = "__connect.errors."
 
@@ -32,28 +41,91 @@ class DeadLetter:
     error_class: str
     message: str
     platform: str | None
+    # the entity the source topic carries; see decoded_entity for what the bytes were
     entity: str | None = None
     record_id: str | None = None
     field: str | None = None
     value: str | None = None
     rule: str | None = None
 
+    @property
+    def decoded_entity(self) -> str | None:
+        """The entity the bytes decoded as: None when they did not decode (stage DECODE),
+        even though the source topic says which entity was expected (``entity``)."""
+        return None if self.stage == "DECODE" else self.entity
+
+
+# --- Kafka Connect error headers (DeadLetterQueueReporter) -------------------------
+# Connect writes the *executing* stage's class (converter, transform) under
+# ``class.name`` and the exception's under ``exception.class.name``, both fully
+# qualified; DLQ tooling written for Connect reads them by these exact names.
+ERROR_HEADER_ORIG_TOPIC = CONNECT_PREFIX + "topic"
+ERROR_HEADER_ORIG_PARTITION = CONNECT_PREFIX + "partition"
+ERROR_HEADER_ORIG_OFFSET = CONNECT_PREFIX + "offset"
+ERROR_HEADER_CONNECTOR_NAME = CONNECT_PREFIX + "connector.name"
+ERROR_HEADER_TASK_ID = CONNECT_PREFIX + "task.id"
+ERROR_HEADER_STAGE = CONNECT_PREFIX + "stage"
+ERROR_HEADER_EXECUTING_CLASS = CONNECT_PREFIX + "class.name"
+ERROR_HEADER_EXCEPTION = CONNECT_PREFIX + "exception.class.name"
+ERROR_HEADER_EXCEPTION_MESSAGE = CONNECT_PREFIX + "exception.message"
+
+# The class doing the work at each stage (Connect's executingClass).
+_EXECUTING_CLASSES = {
+    "DECODE": f"{SchemaRegistry.__module__}.{SchemaRegistry.__qualname__}",
+}
+# Errors a stage reports by short name (Rejection.error_class) -> the defining class.
+_ERROR_CLASSES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        CodecError,
+        EmptyValue,
+        NotSingleObjectEncoded,
+        UnknownFingerprint,
+        WrongEntity,
+        CorruptBody,
+        RuleViolation,
+    )
+}
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def executing_class(letter: DeadLetter) -> str:
+    """Connect's ``class.name``: the class whose stage refused the record."""
+    if letter.stage == "RECORD_RULES" and letter.entity in ENTITY_MODELS:
+        return _qualified(ENTITY_MODELS[letter.entity])  # the model holds the record rules
+    return _EXECUTING_CLASSES.get(letter.stage, f"{__name__}.{letter.stage}")
+
+
+def exception_class(letter: DeadLetter) -> str:
+    """Connect's ``exception.class.name``: the fully qualified class of the error."""
+    cls = _ERROR_CLASSES.get(letter.error_class)
+    return _qualified(cls) if cls is not None else letter.error_class
+
+
+def _utf8(text: str) -> bytes:
+    # a reason may quote a lone surrogate from a pushed line: escape, never fail the DLQ
+    return text.encode("utf-8", "backslashreplace")
+
 
 def dlq_headers(letter: DeadLetter, connector: str) -> tuple[tuple[str, bytes], ...]:
     rec = letter.record
     error_headers = {
-        "topic": rec.topic,
-        "partition": str(rec.partition),
-        "offset": str(rec.offset),
-        "connector.name": connector,
-        "task.id": "0",
-        "stage": letter.stage,
-        "class.name": letter.error_class,
-        "exception.message": letter.message,
+        ERROR_HEADER_ORIG_TOPIC: rec.topic,
+        ERROR_HEADER_ORIG_PARTITION: str(rec.partition),
+        ERROR_HEADER_ORIG_OFFSET: str(rec.offset),
+        ERROR_HEADER_CONNECTOR_NAME: connector,
+        ERROR_HEADER_TASK_ID: "0",
+        ERROR_HEADER_STAGE: letter.stage,
+        ERROR_HEADER_EXECUTING_CLASS: executing_class(letter),
+        ERROR_HEADER_EXCEPTION: exception_class(letter),
+        ERROR_HEADER_EXCEPTION_MESSAGE: letter.message,
     }
     omm_headers = {
         "omm.errors.platform": letter.platform,
-        "omm.errors.entity": letter.entity,
+        "omm.errors.entity": letter.decoded_entity,
         "omm.errors.field": letter.field,
         "omm.errors.value": letter.value,
         "omm.errors.rule": letter.rule,
@@ -61,9 +133,12 @@ def dlq_headers(letter: DeadLetter, connector: str) -> tuple[tuple[str, bytes], 
     # Kafka Connect keeps the original headers and appends its own.
     return (
         rec.headers
-        + tuple((CONNECT_PREFIX + k, v.encode("utf-8")) for k, v in error_headers.items())
-        + tuple((k, v.encode("utf-8")) for k, v in omm_headers.items() if v is not None)
+        + tuple((k, _utf8(v)) for k, v in error_headers.items())
+        + tuple((k, _utf8(v)) for k, v in omm_headers.items() if v is not None)
     )
+
+
+# --- end of Kafka Connect error headers ----------------------------------------------
 
 
 def rejection_record(letter: DeadLetter, rejected_at: datetime) -> dict[str, object]:
@@ -76,7 +151,7 @@ def rejection_record(letter: DeadLetter, rejected_at: datetime) -> dict[str, obj
         "source_offset": rec.offset,
         "record_key": rec.key.decode("utf-8", "replace") if rec.key is not None else None,
         "record_id": letter.record_id,
-        "entity": letter.entity,
+        "entity": letter.decoded_entity,
         "stage": letter.stage,
         "error_class": letter.error_class,
         "field": letter.field,

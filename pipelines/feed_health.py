@@ -28,6 +28,7 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -379,6 +380,8 @@ class FeedValidator:
     Great Expectations context, created on first use, and builds each feed's suite once.
     ``known_task_ids`` returns the task ids omm has issued; takedowns claiming another task
     fail ``task_known``; while it is None or returns an empty set that check is skipped.
+    Ingest passes the ids issued to the batch's platform to :meth:`validate` instead: there
+    an empty set is an answer (no task was issued) and the check runs.
     Calls are serialised by a lock (a GX context is not meant to be shared by threads).
     """
 
@@ -435,12 +438,19 @@ class FeedValidator:
         records: list[dict[str, Any]],
         window_start: datetime,
         window_end: datetime,
+        known_task_ids: AbstractSet[str] | None = None,
     ) -> FeedHealth:
-        """Validate one batch of Avro-shaped records of ``feed`` from ``platform``."""
+        """Validate one batch of Avro-shaped records of ``feed`` from ``platform``.
+
+        ``known_task_ids``: the ids of the tasks omm issued to ``platform``; None falls
+        back to the validator's ``known_task_ids`` callable.
+        """
         cfg = self.suite_for(feed)
         validated_at = _now_ms()
         rows = len(records)
-        prepared = self._prepare_columns(cfg, records, validated_at, _as_utc(window_end))
+        prepared = self._prepare_columns(
+            cfg, records, validated_at, _as_utc(window_end), known_task_ids
+        )
         active = tuple(
             i
             for i, spec in enumerate(cfg.expectations)
@@ -494,6 +504,7 @@ class FeedValidator:
         records: Sequence[Mapping[str, Any]],
         validated_at: datetime,
         window_end: datetime,
+        known_task_ids: AbstractSet[str] | None = None,
     ) -> _Prepared:
         raw = {c: [r.get(c) for r in records] for c in cfg.source_columns}
         used = {c for spec in cfg.expectations for c in spec.columns if c not in cfg.derived}
@@ -516,8 +527,11 @@ class FeedValidator:
                 prepared.columns[name] = flags
                 prepared.examples[name] = _out_of_bounds_examples(spec, raw, flags)
             else:  # known_task
-                known = self._known_task_ids() if self._known_task_ids is not None else set()
-                if not known:
+                if known_task_ids is not None:
+                    known: AbstractSet[str] = known_task_ids
+                elif self._known_task_ids is not None and self._known_task_ids():
+                    known = self._known_task_ids()
+                else:  # nobody told this validator which tasks exist: not judged
                     prepared.skipped_columns.add(name)
                     continue
                 prepared.columns[name] = [None if t is None else t in known for t in values]

@@ -2,6 +2,7 @@
 validated with the Great Expectations suites in ``config/expectations``.
 
     valid records --KeyByFeed--> CheckFeedHealth (stateful: a bag per platform|feed)
+    issued tasks (omm.tasks.<platform>, same reader) --> the ids known per platform|takedowns
         --> omm.feed.health (one FeedHealth per batch)
         --> held records of quarantine-mode feeds: omm.valid.<entity>, or
             omm.quarantine.<entity> when a critical expectation failed
@@ -18,17 +19,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.coders import PickleCoder, StrUtf8Coder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import (
     BagStateSpec,
     ReadModifyWriteStateSpec,
+    SetStateSpec,
     TimerSpec,
     on_timer,
 )
@@ -55,6 +58,17 @@ class HealthRow(NamedTuple):
     source_topic: str
     # quarantine-mode feeds: the valid message, held until the batch is judged
     held: OutboundMessage | None = None
+
+
+class KnownTask(NamedTuple):
+    """A task omm issued to the platform of the key it travels under (``platform|takedowns``):
+    read from ``omm.tasks.<platform>`` by ingest's one reader, so the takedown suite can
+    tell a notice answering a real task from one naming a task that never existed."""
+
+    task_id: str
+
+
+HealthInput = HealthRow | KnownTask
 
 
 def health_values(record: dict[str, Any], columns: tuple[str, ...]) -> tuple[Any, ...]:
@@ -92,8 +106,12 @@ class _BatchJudge:
             counter = self._counters[(what, topic)] = Metrics.counter(STAGE, f"{what}|{topic}")
         counter.inc(n)
 
-    def judge(self, key: str, batch: list[HealthRow]) -> Iterator[OutboundMessage]:
-        """Validate one batch; its FeedHealth message, then its held records' messages."""
+    def judge(
+        self, key: str, batch: list[HealthRow], known_tasks: AbstractSet[str] = frozenset()
+    ) -> Iterator[OutboundMessage]:
+        """Validate one batch; its FeedHealth message, then its held records' messages.
+
+        ``known_tasks``: ids of the tasks issued to the key's platform (so far)."""
         if not batch:
             return
         platform, feed = key.split("|", 1)
@@ -105,6 +123,7 @@ class _BatchJudge:
             [dict(zip(columns, r.values, strict=True)) for r in batch],
             datetime.fromtimestamp(min(times) / 1000, UTC),
             datetime.fromtimestamp(max(times) / 1000, UTC),
+            known_task_ids=known_tasks,
         )
         quarantined = health.quarantine()
         self._batches.inc()
@@ -159,6 +178,8 @@ class _CheckFeedHealthFn(_FeedHealthFn):
     # reading a combining state fetches every accumulator added so far (O(n) per
     # record, quadratic per batch)
     COUNT = ReadModifyWriteStateSpec("count", VarIntCoder())
+    # ids of the tasks issued to this key's platform; kept across batches
+    KNOWN = SetStateSpec("known_tasks", StrUtf8Coder())
     CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
 
     def _window_end(self, event_ms: int) -> Timestamp:
@@ -169,19 +190,23 @@ class _CheckFeedHealthFn(_FeedHealthFn):
 
     def process(
         self,
-        element: tuple[str, HealthRow],
+        element: tuple[str, HealthInput],
         rows: Any = beam.DoFn.StateParam(ROWS),
         count: Any = beam.DoFn.StateParam(COUNT),
+        known: Any = beam.DoFn.StateParam(KNOWN),
         close: Any = beam.DoFn.TimerParam(CLOSE),
     ) -> Iterator[OutboundMessage]:
         key, row = element
+        if isinstance(row, KnownTask):
+            known.add(row.task_id)
+            return
         rows.add(row)
         seen = (count.read() or 0) + 1
         count.write(seen)
         if seen == 1:
             close.set(self._window_end(row.event_ms))
         if seen >= self._cfg.batch_rows:
-            yield from self._judge(key, rows, count)
+            yield from self._judge(key, rows, count, known)
 
     @on_timer(CLOSE)
     def _on_close(
@@ -190,19 +215,20 @@ class _CheckFeedHealthFn(_FeedHealthFn):
         fire_at: Any = beam.DoFn.TimestampParam,
         rows: Any = beam.DoFn.StateParam(ROWS),
         count: Any = beam.DoFn.StateParam(COUNT),
+        known: Any = beam.DoFn.StateParam(KNOWN),
         close: Any = beam.DoFn.TimerParam(CLOSE),
     ) -> Iterator[OutboundMessage]:
         if self._streaming and time.time() < fire_at.micros / 1e6:
             # FnApiRunner fires event-time timers early (BEAM-NOTES): re-arm until due.
             close.set(fire_at)
             return
-        yield from self._judge(key, rows, count)
+        yield from self._judge(key, rows, count, known)
 
-    def _judge(self, key: str, rows: Any, count: Any) -> Iterator[OutboundMessage]:
+    def _judge(self, key: str, rows: Any, count: Any, known: Any) -> Iterator[OutboundMessage]:
         batch: list[HealthRow] = list(rows.read())
         rows.clear()
         count.clear()
-        yield from self._batch_judge.judge(key, batch)
+        yield from self._batch_judge.judge(key, batch, frozenset(known.read()))
 
 
 class _WarnBatchesFn(_FeedHealthFn):
@@ -217,19 +243,30 @@ class _WarnBatchesFn(_FeedHealthFn):
         super().setup()
         self._open: dict[str, list[HealthRow]] = {}
         self._opened_at: dict[str, float] = {}
+        # platform|takedowns -> ids of the tasks issued to that platform (this worker
+        # reads them, with the feeds, from the start of omm.tasks.<platform> every run)
+        self._known: dict[str, set[str]] = {}
 
     def start_bundle(self) -> None:
         self._touched: set[str] = set()
 
-    def process(self, element: tuple[str, HealthRow]) -> Iterator[OutboundMessage]:
+    def process(self, element: tuple[str, HealthInput]) -> Iterator[OutboundMessage]:
         key, row = element
+        if isinstance(row, KnownTask):
+            self._known.setdefault(key, set()).add(row.task_id)
+            # tasks still arriving for this platform: its open batch is not "quiet" yet
+            self._touched.add(key)
+            return
         batch = self._open.setdefault(key, [])
         if not batch:
             self._opened_at[key] = time.monotonic()
         batch.append(row)
         self._touched.add(key)
         if len(batch) >= self._cfg.batch_rows:
-            yield from self._batch_judge.judge(key, self._open.pop(key))
+            yield from self._batch_judge.judge(key, self._open.pop(key), self._known_for(key))
+
+    def _known_for(self, key: str) -> frozenset[str]:
+        return frozenset(self._known.get(key, ()))
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         now = time.monotonic()
@@ -239,7 +276,8 @@ class _WarnBatchesFn(_FeedHealthFn):
             else:
                 due = key not in self._touched
             if due:
-                for message in self._batch_judge.judge(key, self._open.pop(key)):
+                batch = self._open.pop(key)
+                for message in self._batch_judge.judge(key, batch, self._known_for(key)):
                     yield WindowedValue(message, Timestamp.now(), (GlobalWindow(),))
 
 
@@ -258,7 +296,7 @@ class _FeedHealthStage(beam.PTransform):
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         return rows | "ValidateBatches" >> beam.ParDo(self._fn).with_input_types(
-            tuple[str, HealthRow]
+            tuple[str, HealthInput]
         )
 
 

@@ -39,6 +39,7 @@ from pipelines.health import (
     BatchWarnFeeds,
     CheckFeedHealth,
     HealthRow,
+    KnownTask,
     feed_key,
     health_values,
 )
@@ -71,8 +72,11 @@ class _ValidateFn(beam.DoFn):
         config_dir: str | None,
         topics: TopicNames,
         health_modes: dict[str, str],
+        task_topics: dict[str, str] | None = None,
     ):
         self._sources = {s.name: s for s in sources}
+        # omm.tasks.<platform> -> platform: issued task ids feed the takedown suite
+        self._task_topics = task_topics or {}
         self._topics = topics
         # entity -> "warn" | "quarantine", for feeds whose batches are health-checked
         self._health_modes = health_modes
@@ -95,7 +99,8 @@ class _ValidateFn(beam.DoFn):
     def _count(self, what: str, topic: str) -> None:
         counter = self._counters.get((what, topic))
         if counter is None:
-            counter = self._counters[(what, topic)] = Metrics.counter(STAGE, f"{what}|{topic}")
+            name = f"{what}|{topic}" if topic else what
+            counter = self._counters[(what, topic)] = Metrics.counter(STAGE, name)
         counter.inc()
 
     def start_bundle(self) -> None:
@@ -107,6 +112,9 @@ class _ValidateFn(beam.DoFn):
         }
 
     def process(self, rec: KafkaRecord) -> Iterator[Any]:
+        if rec.topic in self._task_topics:  # not a feed record: outside the accounts
+            yield from self._known_task(rec, self._task_topics[rec.topic])
+            return
         self._count("in", rec.topic)
         source = self._sources[rec.topic]
         if rec.value is None:
@@ -164,6 +172,26 @@ class _ValidateFn(beam.DoFn):
             ),
         )
 
+    def _known_task(self, rec: KafkaRecord, platform: str) -> Iterator[pvalue.TaggedOutput]:
+        mode = self._health_modes.get("takedown")
+        if mode is None or rec.value is None:
+            return
+        try:
+            _, task = self._registry.decode(rec.value, expected_entity="task")
+        except CodecError:
+            # omm's own output, not a platform's record: counted, never dead-lettered
+            self._count_plain("tasks_unreadable")
+            return
+        self._count_plain("known_tasks")
+        yield pvalue.TaggedOutput(
+            HELD if mode == "quarantine" else HEALTH,
+            (feed_key(platform, "takedown"), KnownTask(str(task["task_id"]))),
+        )
+
+    def _count_plain(self, what: str) -> None:
+        # no "|topic": these are not part of any topic's in = out + dead account
+        self._count(what, "")
+
     def _dead(
         self,
         rec: KafkaRecord,
@@ -209,10 +237,16 @@ class ValidateRecords(beam.PTransform):
         config_dir: str | None,
         topics: TopicNames | None = None,
         health_modes: dict[str, str] | None = None,
+        task_topics: dict[str, str] | None = None,
     ):
         super().__init__()
         self._fn = _ValidateFn(
-            sources, pseudonym_key, config_dir, topics or TopicNames(), health_modes or {}
+            sources,
+            pseudonym_key,
+            config_dir,
+            topics or TopicNames(),
+            health_modes or {},
+            task_topics,
         )
 
     def expand(self, records: beam.PCollection) -> pvalue.DoOutputsTuple:
@@ -262,17 +296,22 @@ class Ingest(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         job = self._job
         sources = job.topics.sources(job.platforms)
-        records = pbegin | "ReadFeeds" >> ReadFromKafka(
-            job.bootstrap,
-            [s.name for s in sources],
-            group_id=job.group_id,
-            idle_timeout_s=job.idle_timeout_s,
-        )
         cfg_dir = Path(job.config_dir) if job.config_dir else None
         health_cfg = load_rules(cfg_dir).feed_health
         modes = health_modes(cfg_dir) if job.feed_health and health_cfg.enabled else {}
+        # The takedown suite checks notices name tasks omm issued: the same one reader
+        # also reads omm.tasks.<platform>, always from the start (BEAM-NOTES: one reader
+        # seeded with every partition, no Flatten of readers, no side-input reader).
+        task_topics = {job.topics.tasks(p): p for p in job.platforms} if "takedown" in modes else {}
+        records = pbegin | "ReadFeeds" >> ReadFromKafka(
+            job.bootstrap,
+            [s.name for s in sources] + list(task_topics),
+            group_id=job.group_id,
+            idle_timeout_s=job.idle_timeout_s,
+            from_earliest=list(task_topics),
+        )
         checked = records | "ValidateRecords" >> ValidateRecords(
-            sources, job.pseudonym_key, job.config_dir, job.topics, modes
+            sources, job.pseudonym_key, job.config_dir, job.topics, modes, task_topics
         )
         held_topics = frozenset(s.name for s in sources if modes.get(s.entity) == "quarantine")
         # Writers sharing one sink, not a Flatten into one writer: the

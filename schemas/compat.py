@@ -34,7 +34,7 @@ from avro.compatibility import (
 
 from schemas.registry import DEFAULT_ROOT, SchemaLoadError, load_version, scan_versions
 
-__all__ = ["CompatProblem", "check_backward", "main", "missing_docs"]
+__all__ = ["CompatProblem", "check_backward", "check_schemas", "main", "missing_docs"]
 
 _NAMED = ("record", "enum", "fixed", "error")
 _PROMOTIONS = (
@@ -304,14 +304,30 @@ def _check_tree(tree: dict[str, list[tuple[int, Path]]]) -> Iterator[CompatProbl
                     yield CompatProblem(entity, new, old, msg)
 
 
+def check_schemas(root: Path | None = None) -> list[CompatProblem]:
+    """Everything ``omm schemas check`` proves: :func:`check_backward`, then that the
+    pydantic models still match each entity's current version (:mod:`schemas.drift`)."""
+    from schemas.drift import check_models  # imports the models: only when asked
+
+    problems = check_backward(root)
+    for drift in check_models(root):
+        where = f"field '{drift.field}' " if drift.field else ""
+        message = f"model drift: {where}{drift.message} (schemas/models.py)"
+        problems.append(CompatProblem(drift.entity, drift.version, None, message))
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     root = Path(args[0]) if args else None
-    problems = check_backward(root)
+    problems = check_schemas(root)
     for p in problems:
         print(p)
     if not problems:
-        print(f"schemas OK: every version BACKWARD compatible ({root or DEFAULT_ROOT})")
+        print(
+            f"schemas OK: every version BACKWARD compatible, models match the current "
+            f"versions ({root or DEFAULT_ROOT})"
+        )
     return 1 if problems else 0
 
 

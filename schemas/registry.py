@@ -40,6 +40,7 @@ __all__ = [
     "MAGIC",
     "CodecError",
     "CorruptBody",
+    "EmptyValue",
     "InvalidRecord",
     "NotSingleObjectEncoded",
     "SchemaLoadError",
@@ -88,6 +89,10 @@ class CodecError(ValueError):
     @property
     def error_class(self) -> str:
         return type(self).__name__
+
+
+class EmptyValue(CodecError):
+    """The message has no value at all (a Kafka tombstone): nothing to decode."""
 
 
 class NotSingleObjectEncoded(CodecError):
@@ -402,9 +407,8 @@ class SchemaRegistry:
             record = schemaless_reader(buf, r.writer_parsed, r.reader_parsed)
         except Exception as exc:  # EOFError, UnicodeDecodeError, IndexError, ValueError, ...
             raise CorruptBody(
-                f"{r.entity} v{r.writer.version} body ({len(data) - HEADER_LEN} bytes after the "
-                f"10-byte header) does not decode against its writer schema (truncated, or "
-                f"not written with this schema): {type(exc).__name__}: {exc}",
+                f"{r.entity} v{r.writer.version} body does not decode against its writer "
+                f"schema: {_body_failure(bytes(data), r.writer, exc)}",
                 r.entity,
                 r.writer.version,
             ) from exc
@@ -477,6 +481,95 @@ class SchemaRegistry:
         except Exception:  # validation itself failed: fall back to the writer's error
             pass
         return InvalidRecord(f"{head}: {type(exc).__name__}: {exc}", entity)
+
+
+def _body_failure(data: bytes, writer: SchemaVersion, exc: Exception) -> str:
+    """Say which field failed, at which byte offset, and why, for a body fastavro refused.
+
+    fastavro's own errors name neither (a truncated body is a bare ``EOFError``, a cut
+    varint an ``IndexError``), so the body is decoded again one top-level field at a time,
+    each with the record schema cut after that field: the first cut that fails names the
+    field, and the previous cut's end is where that field's bytes start. A field that
+    decodes once zero bytes are appended was cut short. Only runs for bad messages.
+    """
+    total = len(data)
+    fields = list(writer.schema.get("fields", []))
+    start = HEADER_LEN
+    for i, f in enumerate(fields):
+        cut = parse_schema({**writer.schema, "fields": fields[: i + 1]})
+        end = _read_to(data, cut)
+        if isinstance(end, int):
+            start = end
+            continue
+        where = (
+            f"field '{f['name']}' ({_short_type(f['type'])}) starting at byte offset "
+            f"{start} of a {total}-byte message"
+        )
+        if isinstance(end, EOFError) or isinstance(_read_to(data + _PADDING, cut), int):
+            return f"{where}: {_truncation(data, start, f['type'])}"
+        return f"{where}: {_explain_read_error(end)}"
+    return f"{type(exc).__name__}: {exc or 'no detail'} ({total} bytes in all)"
+
+
+_PADDING = b"\x00" * 64
+
+
+def _read_to(data: bytes, schema: Any) -> int | Exception:
+    """Where decoding ``schema`` from the body start ends, or the error it raised."""
+    buf = BytesIO(data)
+    buf.seek(HEADER_LEN)
+    try:
+        schemaless_reader(buf, schema, None)
+    except Exception as exc:  # every fastavro read failure; the caller explains it
+        return exc
+    return buf.tell()
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
+    """Zig-zag varint at ``pos``: (value, next position), None when cut short."""
+    shift = acc = 0
+    while pos < len(data) and shift < 64:
+        byte = data[pos]
+        pos += 1
+        acc |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (acc >> 1) ^ -(acc & 1), pos
+        shift += 7
+    return None
+
+
+def _truncation(data: bytes, start: int, ftype: Any) -> str:
+    left = len(data) - start
+    head = (
+        f"the message ends {left} byte(s) into it: the body is truncated"
+        if left
+        else "the message ends where this field should start: the body is truncated"
+    )
+    # For a (possibly optional) string or bytes field, also say how long it claims to be.
+    branch: Any = ftype
+    pos = start
+    if isinstance(ftype, list):
+        idx = _varint(data, pos)
+        if idx is None or not 0 <= idx[0] < len(ftype):
+            return head
+        branch, pos = ftype[idx[0]], idx[1]
+    if branch in ("string", "bytes"):
+        length = _varint(data, pos)
+        if length is not None:
+            have = len(data) - length[1]
+            return f"{head}; its {branch} declares {length[0]} byte(s) but only {have} remain"
+    return head
+
+
+def _explain_read_error(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return (
+            f"a string is not valid UTF-8 ({exc.reason} at byte {exc.start} of the "
+            f"{len(exc.object)}-byte string)"
+        )
+    if isinstance(exc, IndexError):
+        return f"an enum symbol or union branch index is out of range ({exc or 'no detail'})"
+    return f"{type(exc).__name__}: {exc or 'no detail'}"
 
 
 def _short_type(schema: Any) -> str:

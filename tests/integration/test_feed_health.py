@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import shutil
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
+from kafka.errors import KafkaError
 from typer.testing import CliRunner
 
+from connectors import kafka_client
 from omm.cli import app
 from omm.generate import FeedGenerator
 from omm.settings import REPO_ROOT
-from tests.helpers import fresh_namespace, ingest_until_idle, produce_avro, read_all
+from tests.helpers import REGISTRY, fresh_namespace, ingest_until_idle, produce_avro, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -141,3 +145,93 @@ def test_report_feeds_writes_data_docs_naming_platforms_and_suites(
     index = (out / "index.html").read_text(encoding="utf-8")
     assert "dangdang" in index and "omm.listings" in index
     assert "dangdang" in result.output
+
+
+def _task(task_id: str, platform: str) -> dict:
+    at = datetime.now(UTC) - timedelta(hours=2)
+    return {
+        "task_id": task_id,
+        "kind": "DELIST",
+        "platform": platform,
+        "seller_id": f"{platform}-shop-1",
+        "listing_id": f"{platform}-L1",
+        "inspection_id": "SAMR-2026-0417-0031",
+        "product_key": "maker|brand|MODEL1",
+        "brand": "Brand",
+        "model": "MODEL1",
+        "manufacturer": "Maker",
+        "verdict": "FAIL",
+        "match_method": "BRAND_MODEL",
+        "match_confidence": 0.97,
+        "legal_basis": "E-Commerce Law art. 29",
+        "reason": "same model, same labelled producer",
+        "state": "ISSUED",
+        "deadline_at": at + timedelta(days=3),
+        "issued_at": at,
+        "evidence_ref": "omm.valid.inspections/0/42",
+    }
+
+
+def _produce_acked(
+    bootstrap: str, topic: str, entity: str, records: list[dict], key_field: str
+) -> None:
+    """Each record acknowledged, retried while the new topic's leader settles (a fresh
+    topic answers NotLeaderForPartition for a moment; the retries are bounded by time)."""
+    producer = kafka_client.producer(bootstrap, retries=50, retry_backoff_ms=200)
+    try:
+        for r in records:
+            value = REGISTRY.encode(entity, r)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    producer.send(topic, key=str(r[key_field]).encode(), value=value).get(30)
+                    break
+                except KafkaError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+    finally:
+        producer.close()
+
+
+def test_takedowns_naming_unknown_tasks_make_the_feed_unhealthy(kafka_bootstrap: str) -> None:
+    """Issue 9: the validator was built without the issued task ids, so a takedown naming a
+    task that does not exist passed as healthy. tmall answers tasks omm issued to it;
+    dangdang names a task omm never issued (and one issued to tmall, not to dangdang)."""
+    topics = fresh_namespace(PLATFORMS, kafka_bootstrap)
+    _produce_acked(
+        kafka_bootstrap,
+        topics.tasks("tmall"),
+        "task",
+        [_task(f"t-tmall-{i}", "tmall") for i in range(5)],
+        "task_id",
+    )
+    gen = FeedGenerator(seed=9)
+    tmall = [{**gen.takedown("tmall", i), "task_id": f"t-tmall-{i % 5}"} for i in range(10)]
+    dangdang = [
+        {**gen.takedown("dangdang", i), "task_id": "t-never-issued" if i % 2 else "t-tmall-0"}
+        for i in range(10)
+    ]
+    for platform, notices in (("tmall", tmall), ("dangdang", dangdang)):
+        _produce_acked(
+            kafka_bootstrap, topics.feed(platform, "takedowns"), "takedown", notices, "notice_id"
+        )
+
+    accounts = ingest_until_idle(kafka_bootstrap, topics, PLATFORMS)
+
+    # warn mode: every notice passes on; the tasks topics are read but not accounted
+    assert accounts["omm.feed.dangdang.takedowns"].valid == 10
+    assert accounts["omm.feed.tmall.takedowns"].valid == 10
+    assert not any(topic.startswith("omm.tasks.") for topic in accounts)
+    health = {
+        m.record["platform"]: m.record
+        for m in read_all(kafka_bootstrap, topics.feed_health)
+        if m.record and m.record["feed"] == "takedowns"
+    }
+    bad, good = health["dangdang"], health["tmall"]
+    assert not bad["success"]
+    (failed,) = [o for o in bad["outcomes"] if not o["success"]]
+    assert failed["column"] == "task_known" and failed["critical"]
+    assert failed["observed_value"] == 0.0
+    assert good["success"], [o for o in good["outcomes"] if not o["success"]]
+    assert any(o["column"] == "task_known" and o["success"] for o in good["outcomes"])

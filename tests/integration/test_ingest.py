@@ -54,6 +54,13 @@ def test_thousand_listings_with_hundred_bad_for_ten_reasons(kafka_bootstrap: str
     for m in feedback:
         assert m.record and m.record["field"] and m.record["message"]
         assert m.record["source_topic"] == topics.feed("tmall", "listings")
+        assert m.record["entity"] == "listing"  # decoded, then refused by a record rule
+    for m in dlq:
+        assert m.headers["__connect.errors.class.name"] == "schemas.models.Listing"
+        assert (
+            m.headers["__connect.errors.exception.class.name"]
+            == "pipelines.rules.record_rules.RuleViolation"
+        )
 
 
 def test_garbage_and_unknown_fingerprint_go_to_dlq_with_provenance(kafka_bootstrap: str) -> None:
@@ -80,8 +87,19 @@ def test_garbage_and_unknown_fingerprint_go_to_dlq_with_provenance(kafka_bootstr
     assert set(dlq) == {b"g", b"u"}
     garbage, unknown = dlq[b"g"], dlq[b"u"]
     assert garbage.value == GARBAGE  # original bytes kept
-    assert garbage.headers["__connect.errors.class.name"] == "NotSingleObjectEncoded"
-    assert unknown.headers["__connect.errors.class.name"] == "UnknownFingerprint"
+    # Kafka Connect's contract (issue 8, 8b): class.name is the stage's class, the
+    # exception's class goes in exception.class.name, both fully qualified
+    for m in (garbage, unknown):
+        assert m.headers["__connect.errors.class.name"] == "schemas.registry.SchemaRegistry"
+    assert (
+        garbage.headers["__connect.errors.exception.class.name"]
+        == "schemas.registry.NotSingleObjectEncoded"
+    )
+    assert (
+        unknown.headers["__connect.errors.exception.class.name"]
+        == "schemas.registry.UnknownFingerprint"
+    )
+    assert "omm.errors.entity" not in garbage.headers
     assert "deadbeef00112233" in unknown.headers["__connect.errors.exception.message"].replace(
         " ", ""
     )
@@ -91,12 +109,13 @@ def test_garbage_and_unknown_fingerprint_go_to_dlq_with_provenance(kafka_bootstr
         assert m.headers["__connect.errors.offset"].isdigit()
         assert m.headers["__connect.errors.stage"] == "DECODE"
         assert m.headers["__connect.errors.connector.name"] == "omm-ingest"
-    reasons = [
-        m.record["error_class"]
-        for m in read_all(kafka_bootstrap, topics.feedback("jd"))
-        if m.record
+    feedback = [m.record for m in read_all(kafka_bootstrap, topics.feedback("jd")) if m.record]
+    assert sorted(r["error_class"] for r in feedback) == [
+        "NotSingleObjectEncoded",
+        "UnknownFingerprint",
     ]
-    assert sorted(reasons) == ["NotSingleObjectEncoded", "UnknownFingerprint"]
+    # undecodable bytes have no entity (issue 8, 8c), though the topic carries listings
+    assert [r["entity"] for r in feedback] == [None, None]
     assert len(read_all(kafka_bootstrap, topics.valid("listing"))) == 2
 
 

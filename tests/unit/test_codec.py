@@ -600,3 +600,43 @@ def test_registry_pickles_for_beam_workers(reg: SchemaRegistry) -> None:
     data = reg.encode("task", SAMPLES["task"])
     assert clone.decode(data) == ("task", SAMPLES["task"])
     assert clone.encode("task", SAMPLES["task"]) == data
+
+
+# ------------------------------------------------------------------ reasons a reader can act on
+
+
+def test_every_truncated_body_names_field_offset_and_bytes_left(reg: SchemaRegistry) -> None:
+    """Issue 8 (8d): a cut body ended in a bare `EOFError: ` with no text."""
+    for entity, sample in SAMPLES.items():
+        data = reg.encode(entity, sample)
+        for cut in range(HEADER_LEN + 1, len(data)):
+            with pytest.raises(CorruptBody) as ei:
+                reg.decode(data[:cut])
+            reason = ei.value.reason
+            assert "EOFError" not in reason and not reason.rstrip().endswith(":"), reason
+            assert re.search(r"field '[a-z0-9_\[\].]+' \(.+\) starting at byte offset \d+", reason)
+            assert f"of a {cut}-byte message" in reason
+            assert "truncated" in reason, reason
+
+
+def test_truncated_string_says_how_long_it_claims_to_be(reg: SchemaRegistry) -> None:
+    data = reg.encode("takedown", {**SAMPLES["takedown"], "notice_id": "n" * 40})
+    with pytest.raises(CorruptBody) as ei:
+        reg.decode(data[: HEADER_LEN + 11])
+    assert ei.value.reason.endswith(
+        "field 'notice_id' (string) starting at byte offset 10 of a 21-byte message: the "
+        "message ends 11 byte(s) into it: the body is truncated; its string declares 40 "
+        "byte(s) but only 10 remain"
+    )
+
+
+def test_bad_utf8_and_bad_enum_index_are_named(reg: SchemaRegistry) -> None:
+    hdr = reg.current("takedown").header
+    with pytest.raises(CorruptBody) as ei:
+        reg.decode(hdr + b"\x04\xff\xfe" + b"\x00" * 10)
+    assert "field 'notice_id' (string) starting at byte offset 10" in ei.value.reason
+    assert "not valid UTF-8" in ei.value.reason
+    with pytest.raises(CorruptBody) as ei:
+        reg.decode(hdr + b"\x02n\x02p\x02l\x00\x7e\x02r\x00")
+    assert "field 'action' (enum TakedownAction" in ei.value.reason
+    assert "byte offset 17" in ei.value.reason and "out of range" in ei.value.reason

@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from schemas.compat import CompatProblem, check_backward, main
+from pipelines.rules.record_rules import RuleViolation, check_record
+from schemas.compat import CompatProblem, check_backward, check_schemas, main
+from schemas.drift import check_models
+from schemas.models import RuleContext
 from schemas.registry import DEFAULT_ROOT, SchemaRegistry
 
 LISTING = {
@@ -305,3 +308,109 @@ def test_main_exits_nonzero_and_prints_problems(
     )
     assert main([str(tree)]) == 1
     assert "listing v2 reading v1 data: field 'energy_label'" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ models vs schemas (drift)
+
+
+def _drift(problems: list[CompatProblem]) -> list[str]:
+    return [p.message for p in problems if p.message.startswith("model drift")]
+
+
+def test_shipped_models_match_the_current_schemas() -> None:
+    assert check_models() == []
+    assert check_schemas() == []
+
+
+def test_compatible_new_version_without_a_model_change_is_caught_naming_the_field(
+    tree: Path,
+) -> None:
+    """Issue 8 (8a): a BACKWARD-compatible v2 that `schemas check` accepted dead-lettered
+    every record, old or new, until schemas/models.py was edited too."""
+    old_bytes = SchemaRegistry.load(tree).encode("listing", LISTING)
+    _add_version(tree, "listing", _add_field(ENERGY_LABEL))
+    assert check_backward(tree) == []  # compatible: the old check passes it
+
+    # what the drift would have done: the v1 record decodes into v2 and is refused
+    decoded = SchemaRegistry.load(tree).decode(old_bytes, expected_entity="listing")[1]
+    with pytest.raises(RuleViolation) as refused:
+        check_record("listing", decoded, _context())
+    assert refused.value.first.rule == "unknown_field"
+
+    (message,) = _drift(check_schemas(tree))
+    assert "field 'energy_label'" in message
+    assert "not in model Listing" in message
+    assert main([str(tree)]) == 1
+
+
+def test_schemas_check_command_fails_on_model_drift(tree: Path) -> None:
+    from typer.testing import CliRunner
+
+    from omm.cli import app
+
+    _add_version(tree, "listing", _add_field(ENERGY_LABEL))
+    result = CliRunner().invoke(app, ["schemas", "check", "--root", str(tree)])
+    assert result.exit_code == 1
+    assert "energy_label" in result.output
+
+
+@pytest.mark.parametrize(
+    ("entity", "mutate", "expected"),
+    [
+        (  # an enum symbol the model lacks: records holding it would be refused
+            "listing",
+            lambda s: _field(s, "status")["type"]["symbols"].append("SUSPENDED"),
+            "field 'status' enum ListingStatus symbol(s) SUSPENDED are missing",
+        ),
+        (  # long -> double is an Avro promotion, but the model still says int
+            "listing",
+            lambda s: _field(s, "price_minor").update(type="double"),
+            "field 'price_minor' type differs: schema double, model Listing int",
+        ),
+        (  # a default added to a required field: the model still requires it
+            "listing",
+            lambda s: _field(s, "currency").update(default="CNY"),
+            "field 'currency' the schema gives it default 'CNY' but model Listing requires",
+        ),
+        (  # required -> optional with a default
+            "takedown",
+            lambda s: _field(s, "reason").update(type=["null", "string"], default=None),
+            "field 'reason' the schema makes it optional (null allowed) but model",
+        ),
+        (  # nested record inside an array
+            "inspection",
+            lambda s: _field(s, "failed_items")["type"]["items"]["fields"].append(
+                {"name": "lab", "type": ["null", "string"], "default": None, "doc": "Lab."}
+            ),
+            "field 'failed_items[].lab' is in the schema but not in model FailedItem",
+        ),
+    ],
+)
+def test_each_kind_of_drift_is_named(
+    tree: Path, entity: str, mutate: Mutator, expected: str
+) -> None:
+    _add_version(tree, entity, mutate)
+    assert check_backward(tree) == []
+    messages = _drift(check_schemas(tree))
+    assert any(expected in m for m in messages), messages
+
+
+def test_a_field_only_in_the_model_is_drift(tree: Path) -> None:
+    def drop(schema: dict[str, Any]) -> None:
+        schema["fields"] = [f for f in schema["fields"] if f["name"] != "manufacturer"]
+
+    _add_version(tree, "listing", drop)
+    assert check_backward(tree) == []  # dropping an optional field is compatible
+    (drift,) = check_models(tree)
+    assert drift.field == "manufacturer"
+    assert "in model Listing but not in the schema" in drift.message
+
+
+def _context() -> RuleContext:
+    return RuleContext(
+        now=datetime(2026, 3, 3, tzinfo=UTC),
+        max_future_skew=timedelta(minutes=5),
+        max_price_minor=10**11,
+        currencies=frozenset({"CNY"}),
+        platforms=frozenset({"tmall"}),
+    )

@@ -273,6 +273,25 @@ def test_takedowns_claiming_an_unknown_task_fail_when_tasks_are_known(now: datet
     assert task.observed == "0.50 of 2 non-null rows true (1 unexpected, e.g. false)"
 
 
+def test_ingest_passes_the_platforms_task_ids_and_an_empty_set_is_an_answer(
+    validator: FeedValidator, now: datetime
+) -> None:
+    """Issue 9: ingest now hands the validator the ids issued to the batch's platform. A
+    notice naming a task that does not exist fails, also when none was ever issued."""
+    gen = FeedGenerator(seed=6, now=now)
+    records = [{**gen.takedown("jd", i), "task_id": f"t-{i}"} for i in range(10)]
+
+    health = validator.validate("jd", "takedowns", records, *window(now), known_task_ids=set())
+    task = outcome(health, "expect_column_values_to_be_in_set(task_known)")
+    assert not health.success and not task.success and task.critical
+    assert task.observed.startswith("0.00 of 10 rows true")
+
+    issued = {f"t-{i}" for i in range(10)}
+    health = validator.validate("jd", "takedowns", records, *window(now), known_task_ids=issued)
+    assert outcome(health, "expect_column_values_to_be_in_set(task_known)").success
+    assert health.success
+
+
 # --------------------------------------------------------------------------- quarantine
 
 
