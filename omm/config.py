@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from omm.settings import get_settings
+from pipelines.rules.personal_data import PersonalDataConfig
 
 
 class _Strict(BaseModel):
@@ -98,11 +99,6 @@ class RecordRulesConfig(_Strict):
     max_price_minor: int = Field(gt=0)
     currencies: list[str]
     max_text_chars: int = Field(gt=0)
-
-
-class PersonalDataConfig(_Strict):
-    redact_patterns: dict[str, str]
-    replacement: str
 
 
 class FeedHealthConfig(_Strict):

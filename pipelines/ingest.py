@@ -13,6 +13,10 @@ or one dead letter (a DLQ copy plus a feedback record), so per source topic:
 in = valid + quarantined + dead. The counts are Beam metrics (namespace
 ``ingest``). The writers share one producer and one offset commit
 (connectors/sink.py).
+
+Complaints leave with the consumer keyed and the text redacted, their
+rejections echo no personal data, and their DLQ copy is redacted
+(pipelines/dead_letter_privacy.py says what it keeps and why).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from connectors.records import KafkaRecord, OutboundMessage
 from omm.config import load_platforms, load_rules
 from omm.settings import get_settings
 from omm.topics import SourceTopic, TopicNames
+from pipelines.dead_letter_privacy import protect_dead_letter
 from pipelines.dead_letters import DeadLetter, ToDeadLetters
 from pipelines.health import (
     BatchWarnFeeds,
@@ -126,7 +131,7 @@ class _ValidateFn(beam.DoFn):
             yield self._dead(rec, source, "DECODE", type(exc).__name__, exc.reason)
             return
         try:
-            record = check_record(source.entity, decoded, self._contexts[rec.topic])
+            record = check_record(source.entity, decoded, self._contexts[rec.topic], self._redactor)
         except RuleViolation as exc:
             first = exc.first
             yield self._dead(
@@ -139,6 +144,7 @@ class _ValidateFn(beam.DoFn):
                 field=first.field,
                 value=first.value,
                 rule=first.rule,
+                decoded=decoded,
             )
             return
         value: bytes = rec.value
@@ -199,21 +205,24 @@ class _ValidateFn(beam.DoFn):
         stage: str,
         error_class: str,
         message: str,
+        decoded: dict[str, Any] | None = None,
         **detail: str | None,
     ) -> pvalue.TaggedOutput:
         self._count("dead", rec.topic)
-        return pvalue.TaggedOutput(
-            DEAD,
-            DeadLetter(
-                record=rec,
-                stage=stage,
-                error_class=error_class,
-                message=message,
-                platform=source.platform,
-                entity=source.entity,
-                **detail,
-            ),
+        letter = DeadLetter(
+            record=rec,
+            stage=stage,
+            error_class=error_class,
+            message=message,
+            platform=source.platform,
+            entity=source.entity,
+            **detail,
         )
+        # personal-data feeds (complaints): a redacted DLQ copy, no personal data echoed
+        letter = protect_dead_letter(
+            letter, source.entity, decoded, self._redactor, self._pseudonym_key, self._registry
+        )
+        return pvalue.TaggedOutput(DEAD, letter)
 
 
 def _id_field(entity: str) -> str:

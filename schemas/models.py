@@ -350,6 +350,7 @@ class Complaint(PlatformRecord):
                     "resolved": self.resolved_at.isoformat(),
                     "received": self.received_at.isoformat(),
                     "field": "resolved_at",
+                    "value": self.resolved_at.isoformat(),
                 },
             )
         ctx = _ctx(info)

@@ -2,7 +2,12 @@
 
 Used by the push client (before a line is sent) and by ingest (before a record
 reaches ``omm.valid.*``), so a platform sees the same reason in both places.
-Pure: imports neither Beam nor Kafka.
+
+A reason names the field, the offending value and the rule, but never echoes
+personal data: a record-level rule never echoes the record, and with a
+:class:`~pipelines.rules.personal_data.Redactor` (ingest always passes one) the
+values of a personal-data entity's fields are echoed only for the fields its
+policy allows, and redacted even then. Pure: imports neither Beam nor Kafka.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from omm.config import PlatformRegistry, RulesConfig
+from pipelines.rules.personal_data import Redactor
 from schemas.models import ENTITY_MODELS, FeedRecord, RuleContext
 
 _PYDANTIC_RULE_NAMES = {
@@ -85,19 +91,62 @@ def _violations(error: ValidationError) -> list[Violation]:
         ctx = item.get("ctx") or {}
         loc = [str(part) for part in item["loc"]]
         field = ctx.get("field") or (".".join(loc) if loc else None)
-        value = ctx.get("value", item.get("input"))
-        if item["type"] == "missing" or (not loc and "field" not in ctx):
-            # the input here is the whole record: never echo it (it may hold personal data)
+        # A record-level (model) validator's input is the whole record: never echo
+        # it (it holds personal data); such a rule names its value in ctx if it has one.
+        value = ctx.get("value") if not loc else ctx.get("value", item.get("input"))
+        if item["type"] == "missing":
             value = None
         rule = _PYDANTIC_RULE_NAMES.get(item["type"], item["type"])
         out.append(Violation(field=field, value=_short(value), rule=rule, message=item["msg"]))
     return out
 
 
-def check_record(entity: str, record: Mapping[str, Any], ctx: RuleContext) -> FeedRecord:
-    """Return the validated domain object, or raise :class:`RuleViolation` naming every problem."""
+def protect_violations(
+    entity: str, record: Mapping[str, Any], violations: list[Violation], redactor: Redactor
+) -> list[Violation]:
+    """The violations as they may be told to anyone but the record's owner.
+
+    For an entity with personal data (complaints), a value is echoed only for
+    the fields its policy lists in ``echo_fields`` (never the consumer's
+    identity or free text), and every value, field name and message goes
+    through the redactor with the record's own identities.
+    """
+    policy = redactor.policy(entity)
+    if policy is None:
+        return violations
+    own = redactor.own_ids(entity, record)
+    out = []
+    for v in violations:
+        top = v.field.split(".", 1)[0] if v.field else None
+        echo = v.value is not None and top in policy.echo_fields
+        out.append(
+            Violation(
+                field=redactor.redact(v.field, own) if v.field else v.field,
+                value=redactor.redact(v.value, own) if echo and v.value is not None else None,
+                rule=v.rule,
+                message=redactor.redact(v.message, own),
+            )
+        )
+    return out
+
+
+def check_record(
+    entity: str,
+    record: Mapping[str, Any],
+    ctx: RuleContext,
+    redactor: Redactor | None = None,
+) -> FeedRecord:
+    """Return the validated domain object, or raise :class:`RuleViolation` naming every problem.
+
+    With ``redactor``, the violations are fit to leave the process (see
+    :func:`protect_violations`); without, they are for the record's owner only
+    (the push client checking a platform's own file).
+    """
     model = ENTITY_MODELS[entity]
     try:
         return model.from_record(record, ctx)
     except ValidationError as exc:
-        raise RuleViolation(_violations(exc)) from None
+        violations = _violations(exc)
+        if redactor is not None:
+            violations = protect_violations(entity, record, violations, redactor)
+        raise RuleViolation(violations) from None

@@ -8,6 +8,7 @@ import pytest
 
 from omm.config import load_platforms, load_rules
 from omm.generate import LISTING_BREAKERS, FeedGenerator
+from pipelines.rules.personal_data import Redactor
 from pipelines.rules.record_rules import RuleViolation, check_record, rule_context
 from schemas.models import Listing, RuleContext
 
@@ -108,3 +109,77 @@ def test_complaint_resolved_before_received_is_refused() -> None:
     assert (
         violation_of("complaint", bad, topic_platform="jd").first.rule == "resolved_after_received"
     )
+
+
+# --- personal data never echoed (issue 8, defect 5) ---------------------------------
+
+REDACTOR = Redactor.from_config(load_rules().personal_data)
+CONSUMER = "uqzkx482913"
+
+
+def planted_complaint(**changes: object) -> dict:
+    c = FeedGenerator(seed=12, now=NOW).complaint("jd", 1)
+    return {
+        **c,
+        "consumer_id": CONSUMER,
+        "text": f"用户 {CONSUMER} 电话 138 1234 5678 邮箱 zq@例子.中国",
+        **changes,
+    }
+
+
+def echoed(v: RuleViolation) -> str:
+    return str(v) + "".join(f"{x.field}{x.value}{x.message}" for x in v.violations)
+
+
+def test_record_level_rules_never_echo_the_record() -> None:
+    # Regression: max_text_length and resolved_after_received echoed the record's
+    # repr (consumer id first) as their value, into feedback and DLQ headers.
+    long_text = planted_complaint(text="投诉 138 1234 5678 " * 400)
+    v = violation_of("complaint", long_text, topic_platform="jd")
+    assert v.first.rule == "max_text_length" and v.first.field == "text"
+    assert v.first.value is None
+    c = planted_complaint()
+    late = {**c, "resolved_at": c["received_at"] - timedelta(hours=1)}
+    v2 = violation_of("complaint", late, topic_platform="jd")
+    assert v2.first.rule == "resolved_after_received"
+    assert v2.first.value == late["resolved_at"].isoformat()
+    for violation in (v, v2):
+        assert CONSUMER not in echoed(violation) and "1234" not in echoed(violation)
+
+
+def test_with_the_redactor_personal_fields_are_never_echoed() -> None:
+    record = planted_complaint(consumer_id=f"{CONSUMER}-13812345678-" + "x" * 200)
+    with pytest.raises(RuleViolation) as caught:
+        check_record("complaint", record, ctx("jd"), REDACTOR)
+    first = caught.value.first
+    assert (first.field, first.rule, first.value) == ("consumer_id", "max_length", None)
+    assert CONSUMER not in echoed(caught.value) and "13812345678" not in echoed(caught.value)
+
+
+def test_with_the_redactor_echo_fields_are_still_echoed() -> None:
+    with pytest.raises(RuleViolation) as caught:
+        check_record("complaint", planted_complaint(platform="tmall"), ctx("jd"), REDACTOR)
+    first = caught.value.first
+    assert (first.field, first.value, first.rule) == ("platform", "tmall", "platform_matches_topic")
+    assert "spoofed" in first.message
+
+
+def test_with_the_redactor_echoed_values_are_redacted_too() -> None:
+    # seller_id may be echoed, but not the phone number a platform put in it
+    record = planted_complaint(seller_id="   ")
+    with pytest.raises(RuleViolation) as caught:
+        check_record("complaint", record, ctx("jd"), REDACTOR)
+    assert caught.value.first.rule == "not_blank"
+    record = planted_complaint(gtin="13812345678")
+    with pytest.raises(RuleViolation) as caught:
+        check_record("complaint", record, ctx("jd"), REDACTOR)
+    first = caught.value.first
+    assert first.rule == "gtin_check_digit" and first.value == "[PHONE]"
+    assert "13812345678" not in echoed(caught.value)
+
+
+def test_listings_are_echoed_as_before_with_the_redactor() -> None:
+    record = {**FeedGenerator(seed=3, now=NOW).listing("tmall", 1), "gtin": "13812345678"}
+    with pytest.raises(RuleViolation) as caught:
+        check_record("listing", record, ctx(), REDACTOR)
+    assert caught.value.first.value == "13812345678"  # business data, no personal policy
