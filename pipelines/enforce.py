@@ -299,6 +299,7 @@ class EnforceJob:
     idle_timeout_s: float | None = None
     config_dir: str | None = None
     start: str = "earliest"  # see the module docstring: state is rebuilt on this runner
+    max_records_per_poll: int = 20000
 
 
 class Enforce(beam.PTransform):
@@ -318,6 +319,7 @@ class Enforce(beam.PTransform):
             group_id=f"{job.topics.prefix}omm.enforce",
             start=job.start,
             idle_timeout_s=job.idle_timeout_s,
+            max_records_per_poll=job.max_records_per_poll,
         )
         facts = records | "DecodeFacts" >> beam.ParDo(
             _DecodeFactsFn(listings_topic, inspections_topic, job.config_dir)
