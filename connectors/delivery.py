@@ -118,11 +118,14 @@ def is_outage(exc: BaseException) -> bool:
 class OutageClock:
     """Tracks one client's outage: logs when it starts and ends, and when the budget is spent."""
 
-    def __init__(self, what: str, budget_s: float, log_after_s: float) -> None:
+    def __init__(
+        self, what: str, budget_s: float, log_after_s: float, since: float | None = None
+    ) -> None:
         self._what = what
         self._budget_s = budget_s
         self._log_after_s = log_after_s
-        self._since: float | None = None
+        # when the trouble began, if the caller already knows (a wait that has not returned)
+        self._since: float | None = since
         self._logged = False
 
     @property

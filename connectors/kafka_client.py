@@ -205,15 +205,21 @@ def commit_offsets(
 
     Retried through a broker outage, up to the policy's outage budget.
     """
-    errors = delivery.ride_out(
-        lambda: client.alter_group_offsets(
-            group_id,
-            {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in positions.items()},
-        ),
-        f"committing offsets of group {group_id!r}",
-        policy,
-    )
-    failed = {tp: err for tp, err in errors.items() if err is not NoError}
+    offsets = {
+        TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in positions.items()
+    }
+
+    def attempt() -> dict[TopicPartition, Any]:
+        errors = client.alter_group_offsets(group_id, offsets)
+        failed = {tp: err for tp, err in errors.items() if err is not NoError}
+        # Per-partition errors come back as values, not raised: a coordinator
+        # moving or loading after a broker restart must be retried like an outage.
+        retriable = [err for err in failed.values() if getattr(err, "retriable", False)]
+        if retriable:
+            raise retriable[0](f"offset commit for group {group_id!r}: {failed}")
+        return failed
+
+    failed = delivery.ride_out(attempt, f"committing offsets of group {group_id!r}", policy)
     if failed:
         raise CommitFailed(f"offset commit for group {group_id!r} failed: {failed}")
 

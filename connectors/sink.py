@@ -85,11 +85,12 @@ class KafkaSink:
             else:
                 cls._shared[sink_id] = (sink, users - 1)
 
-    def _outage(self, what: str) -> delivery.OutageClock:
+    def _outage(self, what: str, since: float | None = None) -> delivery.OutageClock:
         return delivery.OutageClock(
             f"{what} ({self._bootstrap})",
             self._policy.outage_budget_s,
             self._policy.outage_log_after_s,
+            since,
         )
 
     def send(self, message: OutboundMessage) -> None:
@@ -120,16 +121,15 @@ class KafkaSink:
 
     def _flush(self) -> None:
         """Wait until every send so far is acknowledged or has failed, saying so in an outage."""
-        clock = self._outage("waiting for Kafka to acknowledge writes")
-        slice_s = self._policy.outage_log_after_s
-        started = time.monotonic()
+        clock = self._outage("waiting for write acknowledgements", since=time.monotonic())
+        slice_s = self._policy.outage_log_after_s / 2
         while True:
             try:
                 self._producer.flush(timeout=slice_s)
-            except KafkaTimeoutError as exc:
+            except KafkaTimeoutError:
                 # Not acknowledged yet: the producer itself keeps retrying
                 # (its delivery timeout covers the outage budget).
-                clock.failing(f"writes unacknowledged for {time.monotonic() - started:.0f}s: {exc}")
+                clock.failing("no acknowledgement")
                 continue
             clock.ok()
             return

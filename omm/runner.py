@@ -75,9 +75,17 @@ def _delivery_log() -> Iterator[None]:
         logger.setLevel(logging.INFO)
         logger.propagate = False
     beam_log.addFilter(quiet)
+    # kafka-python logs every refused connection, several a second through an
+    # outage; the delivery lines above say what matters, so only its criticals
+    # show unless the operator asked for debug output.
+    kafka_log = logging.getLogger("kafka")
+    kafka_level = kafka_log.level
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        kafka_log.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
+        kafka_log.setLevel(kafka_level)
         beam_log.removeFilter(quiet)
         for logger in loggers:
             logger.removeHandler(handler)
