@@ -7,6 +7,7 @@ keyed. Usable from code (``push_records``/``push_file``) and from ``omm push``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator
@@ -30,6 +31,8 @@ _JSON_COLUMNS = {"failed_items"}
 # utf-8-sig: a spreadsheet's "CSV UTF-8" (and Notepad's UTF-8) starts with a byte-order
 # mark, which plain utf-8 would glue onto the first column's name.
 _ENCODING = "utf-8-sig"
+# beyond the producer's delivery timeout, after which every record has an outcome
+_ACK_MARGIN_S = 10.0
 
 
 class FileNotUtf8(ValueError):
@@ -220,17 +223,22 @@ def push_records(
                 report.failed.append(LineFailure(number, _describe(exc)))
                 continue
             pending.append((number, future))
-        producer.flush()
+        with contextlib.suppress(KafkaError):
+            # kafka-python 3.0.12's flush() raises UnknownError("Future not done") when
+            # a batch was split after MESSAGE_TOO_LARGE while its halves are still in
+            # flight; each line's own future (below) follows them to the end.
+            producer.flush()
+        # the sender fails a record at the latest when its delivery timeout expires
+        bound_s = producer.config["delivery_timeout_ms"] / 1000 + _ACK_MARGIN_S
+        for number, future in pending:
+            try:
+                future.get(timeout=bound_s)
+            except KafkaError as exc:
+                report.failed.append(LineFailure(number, _describe(exc)))
+            else:
+                report.sent += 1
     finally:
         producer.close()
-    for number, future in pending:
-        if future.is_done and future.succeeded():
-            report.sent += 1
-        else:
-            error = future.exception if future.is_done else None
-            report.failed.append(
-                LineFailure(number, _describe(error) if error else "no acknowledgement")
-            )
     report.failed.sort(key=lambda f: f.line)
     return report
 
