@@ -7,6 +7,7 @@ keyed. Usable from code (``push_records``/``push_file``) and from ``omm push``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator
@@ -14,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kafka.errors import KafkaError
+from kafka.producer.future import FutureRecordMetadata
+
 from connectors import kafka_client
+from connectors.probe import Cluster, probe
 from omm.config import PlatformRegistry, RulesConfig
 from omm.topics import FEED_ENTITIES, REGULATOR_ENTITIES, TopicNames
 from pipelines.rules.record_rules import RuleViolation, Violation, check_record, rule_context
@@ -23,6 +28,22 @@ from schemas.registry import SchemaRegistry
 
 # CSV cells are text; these columns hold JSON (lists of objects).
 _JSON_COLUMNS = {"failed_items"}
+# utf-8-sig: a spreadsheet's "CSV UTF-8" (and Notepad's UTF-8) starts with a byte-order
+# mark, which plain utf-8 would glue onto the first column's name.
+_ENCODING = "utf-8-sig"
+# beyond the producer's delivery timeout, after which every record has an outcome
+_ACK_MARGIN_S = 10.0
+
+
+class FileNotUtf8(ValueError):
+    """The file is not UTF-8 text (typically a GBK or "ANSI" export): refused as a whole."""
+
+    def __init__(self, path: Path, line: int, byte: int) -> None:
+        self.path, self.line, self.byte = path, line, byte
+        super().__init__(
+            f"{path} is not UTF-8 text (line {line} has byte 0x{byte:02x}, as in a GBK or "
+            'ANSI export): save it as UTF-8 ("CSV UTF-8" in a spreadsheet) and push it again'
+        )
 
 
 @dataclass(frozen=True)
@@ -34,31 +55,66 @@ class LineRejection:
         return f"line {self.line}: " + "; ".join(v.describe() for v in self.violations)
 
 
+@dataclass(frozen=True)
+class LineFailure:
+    """A valid line the broker did not acknowledge (after the producer's retries)."""
+
+    line: int
+    error: str
+
+    def describe(self) -> str:
+        return f"line {self.line}: {self.error}"
+
+
 @dataclass
 class PushReport:
     topic: str
-    sent: int = 0
+    sent: int = 0  # acknowledged by the broker
     rejected: list[LineRejection] = field(default_factory=list)
+    failed: list[LineFailure] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return self.sent + len(self.rejected)
+        return self.sent + len(self.rejected) + len(self.failed)
 
     @property
     def all_accepted(self) -> bool:
         return not self.rejected
 
+    @property
+    def all_delivered(self) -> bool:
+        return not self.failed
+
 
 def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | Violation]]:
-    """(line number, parsed object or why it did not parse), for .jsonl/.json or .csv files."""
-    if path.suffix.lower() == ".csv":
-        yield from _read_csv(path)
-    else:
-        yield from _read_jsonl(path)
+    """(line number, parsed object or why it did not parse), for .jsonl/.json or .csv files.
+
+    Raises :class:`FileNotUtf8` naming the first line that is not UTF-8.
+    """
+    try:
+        if path.suffix.lower() == ".csv":
+            yield from _read_csv(path)
+        else:
+            yield from _read_jsonl(path)
+    except UnicodeDecodeError as exc:
+        line, byte = _first_undecodable_line(path)
+        raise FileNotUtf8(path, line, byte) from exc
+
+
+def _first_undecodable_line(path: Path) -> tuple[int, int]:
+    """(line number, offending byte). A newline byte never occurs inside a UTF-8
+    sequence, so decoding line by line finds the same error as decoding the whole."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return number, raw[exc.start]
+    return 0, 0
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | Violation]]:
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding=_ENCODING) as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -77,7 +133,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | Violation]]:
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | Violation]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding=_ENCODING, newline="") as handle:
         reader = csv.DictReader(handle)
         for row in reader:
             number = reader.line_num
@@ -125,17 +181,26 @@ def push_records(
     topics: TopicNames | None = None,
     registry: SchemaRegistry | None = None,
     on_line: Callable[[], None] | None = None,
+    cluster: Cluster | None = None,
 ) -> PushReport:
-    """Validate each line with the record rules, send the valid ones keyed, report the rest."""
+    """Validate each line with the record rules, send the valid ones keyed, report the rest.
+
+    Every sent line is followed to its broker acknowledgement: a line the broker
+    did not acknowledge (after the producer's retries) is in ``report.failed``
+    with its error, not in ``report.sent``. ``cluster``: an earlier probe of the
+    bootstrap (one is made otherwise), used to refuse a missing topic at once.
+    """
     topics = topics or TopicNames()
     registry = registry or SchemaRegistry.load()
     topic, entity = topic_for(feed, platform, topics)
     if platform is not None and platform not in platforms:
         raise ValueError(f"platform {platform!r} is not registered (config/platforms.yaml)")
+    # a producer would wait a minute for a topic that does not exist, then fail
+    (cluster or probe(bootstrap)).require([topic], topics.prefix)
     ctx = rule_context(rules, platforms, utc_now(), topic_platform=platform)
     report = PushReport(topic=topic)
+    pending: list[tuple[int, FutureRecordMetadata]] = []
     producer = kafka_client.producer(bootstrap)
-    failures: list[BaseException] = []
     try:
         for number, parsed in lines:
             if on_line:
@@ -148,19 +213,42 @@ def push_records(
             except RuleViolation as exc:
                 report.rejected.append(LineRejection(number, exc.violations))
                 continue
-            producer.send(
-                topic,
-                key=record.kafka_key.encode("utf-8"),
-                value=registry.encode(entity, record.to_record()),
-            ).add_errback(failures.append)
-            report.sent += 1
-        producer.flush()
+            try:
+                future = producer.send(
+                    topic,
+                    key=record.kafka_key.encode("utf-8"),
+                    value=registry.encode(entity, record.to_record()),
+                )
+            except KafkaError as exc:  # refused before it left, e.g. larger than a request
+                report.failed.append(LineFailure(number, _describe(exc)))
+                continue
+            pending.append((number, future))
+        with contextlib.suppress(KafkaError):
+            # kafka-python 3.0.12's flush() raises UnknownError("Future not done") when
+            # a batch was split after MESSAGE_TOO_LARGE while its halves are still in
+            # flight; each line's own future (below) follows them to the end.
+            producer.flush()
+        # the sender fails a record at the latest when its delivery timeout expires
+        bound_s = producer.config["delivery_timeout_ms"] / 1000 + _ACK_MARGIN_S
+        for number, future in pending:
+            try:
+                future.get(timeout=bound_s)
+            except KafkaError as exc:
+                report.failed.append(LineFailure(number, _describe(exc)))
+            else:
+                report.sent += 1
     finally:
         producer.close()
-    if failures:
-        raise RuntimeError(f"{len(failures)} records could not be sent: {failures[0]!r}")
+    report.failed.sort(key=lambda f: f.line)
     return report
 
 
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
+
+
 def push_file(path: Path, **kwargs: Any) -> PushReport:
-    return push_records(read_lines(path), **kwargs)
+    # read the whole file first: an encoding error found halfway must not leave half sent
+    return push_records(list(read_lines(path)), **kwargs)

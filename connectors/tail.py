@@ -9,6 +9,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from connectors import kafka_client
+from connectors.probe import MissingTopics
 from schemas.registry import CodecError, SchemaRegistry
 
 
@@ -39,7 +40,7 @@ def tail_records(
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            raise LookupError(f"topic {topic!r} does not exist")
+            raise MissingTopics([topic])
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         if from_beginning:

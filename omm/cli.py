@@ -1,4 +1,11 @@
-"""The ``omm`` command line. Each command is a thin shell over a module API."""
+"""The ``omm`` command line. Each command is a thin shell over a module API.
+
+An error a user can fix (broker unreachable, topic missing, file not UTF-8, ...)
+is one line on stderr saying what to try, never a traceback; :mod:`omm.errors`
+words them all. ``omm --debug COMMAND`` adds the traceback. Exit codes: 0 done,
+1 records rejected or an account that does not balance, 2 wrong command line or
+input file, 3 cluster unreachable / not ready / records not acknowledged, 70 a bug.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,59 @@ import contextlib
 import json
 import sys
 import time
+import traceback
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-from rich.table import Table
+from typer.core import TyperGroup
 
 from omm.settings import get_settings, pseudonym_key
+from omm.tables import table
 
-app = typer.Typer(help="omm: online-market monitoring pipelines.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from connectors.probe import Cluster
+
+console = Console()
+err = Console(stderr=True)
+
+
+class _ExplainingGroup(TyperGroup):
+    """The root command: turns any error raised below it into one line (see omm.errors)."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # exit codes, Ctrl-C, usage errors: typer already knows how to end
+        except Exception as exc:
+            _fail(exc, debug=bool(ctx.params.get("debug")))
+
+
+def _fail(exc: Exception, debug: bool) -> None:
+    from omm.errors import INTERNAL, explain
+
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+        sys.stderr.flush()
+    explanation = explain(exc)
+    if explanation is None:
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())
+        message, code = f"unexpected error {what} (a bug: `omm --debug …` shows where)", INTERNAL
+    else:
+        message, code = explanation.message, explanation.exit_code
+    # soft_wrap: one line however narrow the terminal, so scripts can grep it
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code) from exc
+
+
+app = typer.Typer(
+    help="omm: online-market monitoring pipelines.", no_args_is_help=True, cls=_ExplainingGroup
+)
 broker_app = typer.Typer(
     help="The embedded single-node Apache Kafka (KRaft).", no_args_is_help=True
 )
@@ -30,8 +77,16 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(run_app, name="run")
 
-console = Console()
-err = Console(stderr=True)
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", envvar="OMM_DEBUG", help="Show the traceback of an error too."),
+    ] = False,
+) -> None:
+    """omm: online-market monitoring pipelines."""
+
 
 Bootstrap = Annotated[
     str | None,
@@ -47,6 +102,13 @@ PipelineArgs = Annotated[list[str] | None, typer.Argument(help="Beam pipeline op
 
 def _bootstrap(value: str | None) -> str:
     return value or get_settings().kafka_bootstrap
+
+
+def _reach(bootstrap: str | None) -> Cluster:
+    """Probe the bootstrap within OMM_KAFKA_PROBE_TIMEOUT_S before any work starts."""
+    from connectors.probe import probe
+
+    return probe(_bootstrap(bootstrap), get_settings().kafka_probe_timeout_s)
 
 
 def _broker() -> Any:
@@ -118,10 +180,29 @@ def topics_create(bootstrap: Bootstrap = None, prefix: Prefix = "") -> None:
     from omm.config import resolved_topics
 
     wanted = resolved_topics()
-    created = create_topics(_bootstrap(bootstrap), wanted, prefix=prefix)
+    cluster = _reach(bootstrap)
+    created = create_topics(cluster.bootstrap, wanted, prefix=prefix)
     console.print(f"{len(created)} topics created, {len(wanted) - len(created)} already existed")
     for name in created:
         console.print(f"  + {name}")
+
+
+@topics_app.command("delete")
+def topics_delete(
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="Namespace to delete, ending in '.', e.g. demo1-ab12.")
+    ],
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Delete every topic under a namespace prefix, and its consumer groups."""
+    from omm.errors import UserError
+    from omm.topics import delete_namespace
+
+    if not prefix.endswith(".") or len(prefix) < 2:
+        raise UserError(f"--prefix must name a namespace ending in '.', not {prefix!r}")
+    cluster = _reach(bootstrap)
+    deleted = delete_namespace(cluster.bootstrap, prefix, get_settings().consumer_group_prefix)
+    console.print(f"{len(deleted)} topics deleted under {prefix}")
 
 
 @topics_app.command("list")
@@ -129,12 +210,15 @@ def topics_list() -> None:
     """Show the catalog: names, partitions, retention, cleanup policy."""
     from omm.config import resolved_topics
 
-    table = Table("topic", "entity", "partitions", "retention ms", "cleanup")
+    catalog = table(
+        "topic", "entity", "partitions", "retention ms", "cleanup",
+        counts=("partitions", "retention ms"),
+    )  # fmt: skip
     for t in resolved_topics():
-        table.add_row(
+        catalog.add_row(
             t.name, t.entity or "-", str(t.partitions), str(t.retention_ms), t.cleanup_policy
         )
-    console.print(table)
+    console.print(catalog)
 
 
 @schemas_app.command("check")
@@ -153,11 +237,13 @@ def schemas_check(
         err.print(f"[red]{len(problems)} compatibility problem(s)[/red]")
         raise typer.Exit(1)
     registry = SchemaRegistry.load(root)
-    table = Table("entity", "versions", "current fingerprint")
+    listing = table(
+        "entity", "versions", "current fingerprint", counts=("versions",)
+    )  # fmt: skip
     for entity in registry.entities():
         current = registry.current(entity)
-        table.add_row(entity, str(len(registry.versions(entity))), current.fingerprint_hex)
-    console.print(table)
+        listing.add_row(entity, str(len(registry.versions(entity))), current.fingerprint_hex)
+    console.print(listing)
     console.print("[green]all schemas BACKWARD compatible with every earlier version[/green]")
 
 
@@ -172,37 +258,84 @@ def _push(
     prefix: str,
     allow_rejects: bool,
 ) -> None:
-    from connectors.push import push_records, read_lines
+    from connectors.push import push_records, read_lines, topic_for
     from omm.config import load_platforms, load_rules
+    from omm.errors import UserError
     from omm.topics import TopicNames
 
-    if not path.exists():
-        err.print(f"[red]no such file:[/red] {path}")
-        raise typer.Exit(2)
-    lines = list(read_lines(path))
+    registered = load_platforms()
+    if platform is not None and platform not in registered:
+        raise UserError(
+            f"platform {platform!r} is not registered (config/platforms.yaml): "
+            f"use one of {', '.join(registered.ids)}"
+        )
+    lines = list(read_lines(path))  # the whole file first: a bad encoding refuses it all
+    topics = TopicNames(prefix)
+    cluster = _reach(bootstrap)
+    cluster.require([topic_for(feed, platform, topics)[0]], prefix)
     with _progress() as progress:
         task = progress.add_task(f"pushing {feed}", total=len(lines))
-        try:
-            report = push_records(
-                lines,
-                feed=feed,
-                platform=platform,
-                bootstrap=_bootstrap(bootstrap),
-                rules=load_rules(),
-                platforms=load_platforms(),
-                topics=TopicNames(prefix),
-                on_line=lambda: progress.advance(task),
-            )
-        except ValueError as exc:
-            err.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from exc
+        report = push_records(
+            lines,
+            feed=feed,
+            platform=platform,
+            bootstrap=cluster.bootstrap,
+            rules=load_rules(),
+            platforms=registered,
+            topics=topics,
+            on_line=lambda: progress.advance(task),
+            cluster=cluster,
+        )
     for rejection in report.rejected:
         err.print(f"[yellow]rejected[/yellow] {escape(path.name)} {escape(rejection.describe())}")
-    table = Table("topic", "lines", "sent", "rejected")
-    table.add_row(report.topic, str(report.total), str(report.sent), str(len(report.rejected)))
-    console.print(table)
+    for failure in report.failed:
+        err.print(
+            f"[red]not acknowledged[/red] {escape(path.name)} {escape(failure.describe())}",
+            soft_wrap=True,
+        )
+    summary = table(
+        "topic", "lines", "sent", "rejected", "not acknowledged",
+        counts=("lines", "sent", "rejected", "not acknowledged"),
+    )  # fmt: skip
+    summary.add_row(
+        report.topic,
+        str(report.total),
+        str(report.sent),
+        str(len(report.rejected)),
+        str(len(report.failed)),
+    )
+    console.print(summary)
+    if not report.all_delivered:
+        from omm.errors import UNAVAILABLE
+
+        err.print(
+            f"[red]{len(report.failed)} valid line(s) not acknowledged by the broker:[/red] "
+            "push those lines again once the cause above is fixed",
+            soft_wrap=True,
+        )
+        raise typer.Exit(UNAVAILABLE)
     if not report.all_accepted and not allow_rejects:
         raise typer.Exit(1)
+
+
+def _feed_kind(feed: str, command: str) -> None:
+    """push takes platform feeds only, publish regulator feeds only: say which to use."""
+    from omm.errors import UserError
+    from omm.topics import FEED_ENTITIES, REGULATOR_ENTITIES
+
+    if command == "push" and feed in REGULATOR_ENTITIES:
+        raise UserError(
+            f"{feed!r} is a regulator feed: use `omm publish {feed} FILE` "
+            f"(platforms push {' | '.join(FEED_ENTITIES)})"
+        )
+    if command == "publish" and feed in FEED_ENTITIES:
+        raise UserError(
+            f"{feed!r} is a platform feed: use `omm push {feed} FILE --platform ID` "
+            f"(the regulator publishes {' | '.join(REGULATOR_ENTITIES)})"
+        )
+    known = FEED_ENTITIES if command == "push" else REGULATOR_ENTITIES
+    if feed not in known:
+        raise UserError(f"unknown feed {feed!r}: `omm {command}` takes {' | '.join(known)}")
 
 
 AllowRejects = Annotated[
@@ -220,6 +353,7 @@ def push(
     allow_rejects: AllowRejects = False,
 ) -> None:
     """Validate FILE line by line and push the valid lines to omm.feed.<platform>.<feed>."""
+    _feed_kind(feed, "push")
     _push(feed, file, platform, bootstrap, prefix, allow_rejects)
 
 
@@ -232,6 +366,7 @@ def publish(
     allow_rejects: AllowRejects = False,
 ) -> None:
     """Validate FILE and publish regulator records to omm.reg.<feed>."""
+    _feed_kind(feed, "publish")
     _push(feed, file, None, bootstrap, prefix, allow_rejects)
 
 
@@ -249,7 +384,7 @@ def run_ingest_cmd(
     pipeline_args: PipelineArgs = None,
 ) -> None:
     """Validate the platform and regulator feeds into omm.valid.*; bad records to DLQ + feedback."""
-    servers = _bootstrap(bootstrap)
+    servers = _ready_for_ingest(bootstrap, prefix, platforms)
     [accounts] = _run_stages(
         [("ingest", lambda: run_ingest_job(servers, prefix, platforms, until_idle, pipeline_args))]
     )
@@ -258,6 +393,30 @@ def run_ingest_cmd(
     print_accounts(accounts)
     if any(not a.balanced for a in accounts):
         raise typer.Exit(1)
+
+
+def _ready_for_ingest(bootstrap: str | None, prefix: str, platforms: str | None) -> str:
+    """The bootstrap, once it answered and has every topic ingest reads and writes."""
+    from omm.config import load_platforms
+    from omm.topics import TopicNames
+
+    cluster = _reach(bootstrap)
+    ids = platforms.split(",") if platforms else load_platforms().ids
+    names = TopicNames(prefix)
+    cluster.require([s.name for s in names.sources(ids)] + names.ingest_outputs(ids), prefix)
+    return cluster.bootstrap
+
+
+def _ready_for_enforce(bootstrap: str | None, prefix: str) -> str:
+    """The bootstrap, once it answered and has every topic enforce reads and writes."""
+    from omm.config import load_platforms
+    from omm.topics import TopicNames
+
+    cluster = _reach(bootstrap)
+    names = TopicNames(prefix)
+    wanted = [names.valid("listing"), names.valid("inspection"), names.review]
+    cluster.require(wanted + [names.tasks(p) for p in load_platforms().ids], prefix)
+    return cluster.bootstrap
 
 
 def run_ingest_job(
@@ -297,7 +456,7 @@ def run_enforce_cmd(
     pipeline_args: PipelineArgs = None,
 ) -> None:
     """Join failed results with live listings: tasks to omm.tasks.<platform>, reviews to review."""
-    servers = _bootstrap(bootstrap)
+    servers = _ready_for_enforce(bootstrap, prefix)
     [account] = _run_stages(
         [("enforce", lambda: run_enforce_job(servers, prefix, until_idle, pipeline_args))]
     )
@@ -318,7 +477,8 @@ def run_all_cmd(
     prefix: Prefix = "",
 ) -> None:
     """Every stage. Bounded runs go one after the other; streaming runs side by side."""
-    servers = _bootstrap(bootstrap)
+    servers = _ready_for_ingest(bootstrap, prefix, None)
+    _ready_for_enforce(servers, prefix)
     if until_idle is not None:
         accounts = run_ingest_job(servers, prefix, None, until_idle, None)
         print_accounts(accounts)
@@ -381,37 +541,27 @@ def _running(stage: str, until_idle: float | None, quiet: bool) -> Any:
 
 
 def print_enforce_account(account: Any) -> None:
-    table = Table(
-        "in",
-        "keyed",
-        "unkeyed",
-        "dead letters",
-        "balanced",
-        "tasks",
-        "reviews",
-        "withdrawn",
-        title="enforce account",
-    )
-    table.add_row(
+    counts = ("in", "keyed", "unkeyed", "dead letters", "tasks", "reviews", "withdrawn")
+    account_table = table(
+        "in", "keyed", "unkeyed", "dead letters", "balanced", "tasks", "reviews", "withdrawn",
+        counts=counts, title="enforce account",
+    )  # fmt: skip
+    account_table.add_row(
         *(str(getattr(account, f)) for f in ("read", "keyed", "unkeyed", "dead")),
         "[green]yes[/green]" if account.balanced else "[red]NO[/red]",
         *(str(getattr(account, f)) for f in ("tasks", "reviews", "withdrawn")),
     )
-    console.print(table)
+    console.print(account_table)
 
 
 def print_accounts(accounts: list[Any]) -> None:
-    table = Table(
-        "source topic",
-        "in",
-        "valid",
-        "quarantined",
-        "dead letters",
-        "balanced",
+    account_table = table(
+        "source topic", "in", "valid", "quarantined", "dead letters", "balanced",
+        counts=("in", "valid", "quarantined", "dead letters"),
         title="ingest account (in = valid + quarantined + dead letters)",
-    )
+    )  # fmt: skip
     for a in accounts:
-        table.add_row(
+        account_table.add_row(
             a.topic,
             str(a.read),
             str(a.valid),
@@ -420,8 +570,8 @@ def print_accounts(accounts: list[Any]) -> None:
             "[green]yes[/green]" if a.balanced else "[red]NO[/red]",
         )
     total = [sum(getattr(a, f) for a in accounts) for f in ("read", "valid", "quarantined", "dead")]
-    table.add_row("[b]total[/b]", *map(str, total), "", end_section=True)
-    console.print(table)
+    account_table.add_row("[b]total[/b]", *map(str, total), "", end_section=True)
+    console.print(account_table)
 
 
 # ---------------------------------------------------------------- report
@@ -437,35 +587,33 @@ def report_feeds(
     prefix: Prefix = "",
 ) -> None:
     """Great Expectations Data Docs (HTML, offline) for the latest health of each platform/feed."""
+    from connectors.tail import tail_records
     from omm.topics import TopicNames
     from pipelines.feed_health import FeedHealth, write_data_docs
 
     topic = TopicNames(prefix).feed_health
+    cluster = _reach(bootstrap)
+    cluster.require([topic], prefix)
     latest: dict[str, FeedHealth] = {}
     with console.status(f"reading {topic}…"):
-        try:
-            from connectors.tail import tail_records
-
-            for line in tail_records(_bootstrap(bootstrap), topic, timeout_s=2.0):
-                if line.get("value"):
-                    health = FeedHealth.from_record(line["value"])
-                    latest[health.key] = health
-        except LookupError as exc:
-            err.print(f"[red]{escape(str(exc))}[/red]")
-            raise typer.Exit(2) from exc
+        for line in tail_records(cluster.bootstrap, topic, timeout_s=2.0):
+            if line.get("value"):
+                health = FeedHealth.from_record(line["value"])
+                latest[health.key] = health
     if not latest:
         err.print(f"[yellow]no feed-health records on {topic} yet: run ingest first[/yellow]")
         raise typer.Exit(1)
     index = write_data_docs(latest.values(), out)
-    table = Table(
-        "platform", "feed", "rows", "healthy", "failing expectations", title="feed health"
-    )
+    health_table = table(
+        "platform", "feed", "rows", "healthy", "failing expectations",
+        counts=("rows",), title="feed health",
+    )  # fmt: skip
     for h in sorted(latest.values(), key=lambda h: h.key):
         failing = ", ".join(o.expectation for o in h.failing()) or "-"
-        table.add_row(
+        health_table.add_row(
             h.platform, h.feed, str(h.rows), "yes" if h.success else "[red]no[/red]", failing
         )
-    console.print(table)
+    console.print(health_table)
     console.print(f"Data Docs: {index}")
 
 
@@ -485,14 +633,10 @@ def tail(
     """Print a topic's records as JSON Lines (Avro decoded; dead letters with their headers)."""
     from connectors.tail import tail_records
 
-    try:
-        for line in tail_records(
-            _bootstrap(bootstrap), topic, from_beginning, max_records, timeout
-        ):
-            sys.stdout.write(json.dumps(line, ensure_ascii=False, default=_json_default) + "\n")
-    except LookupError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from exc
+    cluster = _reach(bootstrap)
+    cluster.require([topic])
+    for line in tail_records(cluster.bootstrap, topic, from_beginning, max_records, timeout):
+        sys.stdout.write(json.dumps(line, ensure_ascii=False, default=_json_default) + "\n")
     sys.stdout.flush()
 
 
@@ -510,12 +654,18 @@ def _json_default(value: object) -> str:
 @app.command("demo")
 def demo(
     seed: Annotated[int, typer.Option(help="Random seed for the generated data")] = 2016,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the demo's topics afterwards, to inspect them.")
+    ] = False,
 ) -> None:
-    """The whole story on the embedded broker with generated data, with progress shown."""
+    """The whole story on the embedded broker with generated data, with progress shown.
+
+    The demo's topics (a private namespace) are deleted at the end unless --keep.
+    """
     from omm.demo import run_demo
 
     started = time.monotonic()
-    run_demo(console, seed=seed)
+    run_demo(console, seed=seed, keep=keep)
     console.print(f"demo finished in {time.monotonic() - started:.0f}s")
 
 

@@ -15,25 +15,35 @@
 6. afterwards a platform re-lists the product under a new id and the
    regulator overturns a result: enforce catches the re-listing and withdraws;
 7. what the platforms are told about their rejected records.
+
+Each run works in a private topic namespace (``demo<time>-<random>.``) and deletes
+it at the end, whether the story finished, failed or was interrupted; ``--keep``
+leaves it for ``omm tail`` / ``omm report feeds``. A private namespace rather
+than one fixed ``demo.`` reset at start: two demos on one shared broker must not
+delete each other's topics mid-run, and a finished run leaves nothing behind. A
+run killed with -9 cannot clean up: ``omm topics delete --prefix <namespace>``.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+from kafka.errors import KafkaError
 from rich.console import Console
-from rich.table import Table
 
 from connectors import kafka_client
+from connectors.probe import Cluster, probe
 from connectors.push import push_records
 from connectors.tail import tail_records
 from omm.config import load_platforms, load_rules, resolved_topics
 from omm.generate import CATALOG, GARBAGE, FeedGenerator, Record, broken_listings
 from omm.settings import get_settings, pseudonym_key
-from omm.topics import TopicNames
+from omm.tables import table
+from omm.topics import TopicNames, delete_namespace
 from schemas.registry import SchemaRegistry
 
 LISTINGS_PER_PLATFORM = 60
@@ -48,15 +58,19 @@ PASSED = [p for p in CATALOG if p not in (COOKER, POWER_BANK, HEATER)][:5]
 
 
 class Demo:
-    def __init__(self, console: Console, seed: int) -> None:
+    def __init__(
+        self, console: Console, seed: int, bootstrap: str | None = None, keep: bool = False
+    ) -> None:
         self.console = console
         self.settings = get_settings()
-        self.bootstrap = self.settings.kafka_bootstrap
+        self.bootstrap = bootstrap or self.settings.kafka_bootstrap
         self.gen = FeedGenerator(seed=seed)
         self.rules, self.platforms = load_rules(), load_platforms()
         self.registry = SchemaRegistry.load()
-        # A demo run gets its own topic namespace so it can be repeated on one broker.
-        self.topics = TopicNames(prefix=f"demo{int(time.time())}.")
+        # A private namespace per run: demos sharing a broker never touch each other's.
+        self.topics = TopicNames(prefix=f"demo{int(time.time())}-{uuid.uuid4().hex[:6]}.")
+        self.keep = keep
+        self.cluster: Cluster | None = None
         self.sent = 0
 
     # ------------------------------------------------------------ steps
@@ -72,17 +86,45 @@ class Demo:
         with self.console.status("fetching Kafka jars (first run only) and starting the broker…"):
             broker.ensure_jars()
             self.console.print(broker.start().describe())
+
+    def create_topics(self) -> None:
         with self.console.status("creating topics…"):
             created = kafka_client.create_topics(
                 self.bootstrap, resolved_topics(), prefix=self.topics.prefix
             )
+            self.cluster = probe(self.bootstrap)
         self.console.print(
             f"{len(created)} topics created under namespace [b]{self.topics.prefix}[/b]"
+            + ("" if self.keep else " (deleted at the end; `omm demo --keep` keeps them)")
         )
+
+    def clean_up(self) -> None:
+        if self.keep:
+            self.console.print(
+                f"topics kept under [b]{self.topics.prefix}[/b]; remove them with "
+                f"`omm topics delete --prefix {self.topics.prefix}`"
+            )
+            return
+        try:
+            deleted = delete_namespace(
+                self.bootstrap, self.topics.prefix, self.settings.consumer_group_prefix
+            )
+        except (KafkaError, TimeoutError) as exc:
+            # said, not raised: an error here must not hide the one that ended the story
+            self.console.print(
+                f"[yellow]could not delete the demo topics ({exc}):[/yellow] "
+                f"`omm topics delete --prefix {self.topics.prefix}` once the broker answers"
+            )
+            return
+        self.console.print(f"{len(deleted)} demo topics deleted ({self.topics.prefix}*)")
 
     def push_feeds(self) -> None:
         self.console.rule("[b]2. Platforms push their feeds, the regulator publishes")
-        table = Table("platform", "feed", "lines", "sent", "refused by the push client")
+        pushed = table(
+            "platform", "feed", "lines", "sent", "refused by the push client",
+
+            counts=("lines", "sent", "refused by the push client"),
+        )  # fmt: skip
         refused: list[str] = []
         feeds = {
             "listings": (LISTINGS_PER_PLATFORM, self.gen.listing),
@@ -107,7 +149,7 @@ class Demo:
                         records.append({**make(platform, count), "issue_type": "LOUD_NOISE"})
                     report = self.push(feed, platform, records)
                     refused += [f"{platform} {feed} {r.describe()}" for r in report.rejected]
-                    table.add_row(
+                    pushed.add_row(
                         platform,
                         feed,
                         str(report.total),
@@ -115,8 +157,8 @@ class Demo:
                         str(len(report.rejected)),
                     )
             report = self.push("inspections", None, self.story_results())
-            table.add_row("regulator", "inspections", str(report.total), str(report.sent), "0")
-        self.console.print(table)
+            pushed.add_row("regulator", "inspections", str(report.total), str(report.sent), "0")
+        self.console.print(pushed)
         for refusal in refused:
             self.console.print(f"  [yellow]push client refused[/yellow] {refusal}")
         self.console.print(
@@ -203,9 +245,10 @@ class Demo:
                     f"{o.expectation} observed {o.observed}, expected {o.threshold}"
                     + (" — critical" if o.critical else "")
                 )
-        self.console.print(
-            f"  Data Docs: omm report feeds --out reports/feeds --prefix {self.topics.prefix}"
-        )
+        if self.keep:
+            self.console.print(
+                f"  Data Docs: omm report feeds --out reports/feeds --prefix {self.topics.prefix}"
+            )
 
     def enforce(self, title: str) -> dict[str, dict[str, Any]]:
         from omm.beam_runtime import pipeline_args_with_defaults
@@ -222,15 +265,17 @@ class Demo:
         return self.latest_tasks()
 
     def show_tasks(self, tasks: dict[str, dict[str, Any]]) -> None:
-        table = Table(
-            "platform", "result", "DELIST", "REMEDIATION", "withdrawn", title="tasks (latest state)"
-        )
+        tasks_table = table(
+            "platform", "result", "DELIST", "REMEDIATION", "withdrawn",
+            counts=("DELIST", "REMEDIATION", "withdrawn"),
+            title="tasks (latest state)",
+        )  # fmt: skip
         per: Counter[tuple[str, str, str]] = Counter()
         for t in tasks.values():
             what = "withdrawn" if t["state"] == "WITHDRAWN" else t["kind"]
             per[(t["platform"], t["inspection_id"], what)] += 1
         for platform, inspection in sorted({(p, i) for p, i, _ in per}):
-            table.add_row(
+            tasks_table.add_row(
                 platform,
                 inspection,
                 *(
@@ -238,7 +283,7 @@ class Demo:
                     for w in ("DELIST", "REMEDIATION", "withdrawn")
                 ),
             )
-        self.console.print(table)
+        self.console.print(tasks_table)
         reviews = [
             line["value"] for line in tail_records(self.bootstrap, self.topics.review, timeout_s=1)
         ]
@@ -313,9 +358,10 @@ class Demo:
                     f"{fb.get('error_class')} field={fb.get('field')} rule={fb.get('rule')}\n"
                     f"    {fb.get('message')}"
                 )
-        self.console.print(
-            f"\nInspect more with: omm tail {self.topics.dlq} --from-beginning --max 5"
-        )
+        if self.keep:
+            self.console.print(
+                f"\nInspect more with: omm tail {self.topics.dlq} --from-beginning --max 5"
+            )
 
     # ------------------------------------------------------------ data
 
@@ -379,7 +425,13 @@ class Demo:
             platforms=self.platforms,
             topics=self.topics,
             registry=self.registry,
+            cluster=self.cluster,
         )
+        if report.failed:
+            raise SystemExit(
+                f"the broker did not acknowledge {len(report.failed)} {feed} line(s): "
+                + "; ".join(f.describe() for f in report.failed[:3])
+            )
         self.sent += report.sent
         return report
 
@@ -391,13 +443,28 @@ class Demo:
         return latest
 
 
-def run_demo(console: Console, seed: int = 2016) -> None:
-    demo = Demo(console, seed)
-    demo.start_broker()
-    demo.push_feeds()
-    demo.send_bad_records()
-    demo.ingest("4. Ingest (Beam, FnApiRunner) until idle")
-    tasks = demo.enforce("5. Enforce: failed results x live listings, from both sides")
-    demo.show_tasks(tasks)
-    demo.aftermath(tasks)
-    demo.show_feedback()
+def run_demo(
+    console: Console,
+    seed: int = 2016,
+    bootstrap: str | None = None,
+    keep: bool = False,
+    start_broker: bool = True,
+) -> None:
+    """The story; its topic namespace is deleted afterwards however it ends (unless ``keep``).
+
+    ``bootstrap``/``start_broker=False``: tell it on a cluster that already runs.
+    """
+    demo = Demo(console, seed, bootstrap=bootstrap, keep=keep)
+    if start_broker:
+        demo.start_broker()
+    try:
+        demo.create_topics()
+        demo.push_feeds()
+        demo.send_bad_records()
+        demo.ingest("4. Ingest (Beam, FnApiRunner) until idle")
+        tasks = demo.enforce("5. Enforce: failed results x live listings, from both sides")
+        demo.show_tasks(tasks)
+        demo.aftermath(tasks)
+        demo.show_feedback()
+    finally:
+        demo.clean_up()

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
         default="127.0.0.1:9092",
         description="Kafka bootstrap servers, comma-separated. Any cluster works.",
     )
+    kafka_probe_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a command waits for the bootstrap to answer before it gives up "
+        "with a one-line error (a client's own default is 30 s, and more for a missing topic).",
+    )
     home: Path = Field(
         default=Path(".omm"),
         description="Embedded broker data, logs and local secrets live here.",

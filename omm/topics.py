@@ -7,6 +7,7 @@ cluster) gets a private set of topics without touching the catalog.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 # feed kind (as in topic names and `omm push <feed>`) -> Avro entity
@@ -101,3 +102,37 @@ class TopicNames:
 
     def strip(self, topic: str) -> str:
         return topic[len(self.prefix) :] if self.prefix and topic.startswith(self.prefix) else topic
+
+
+def delete_namespace(
+    bootstrap: str, prefix: str, group_prefix: str, wait_s: float = 60.0
+) -> list[str]:
+    """Delete every topic named ``<prefix>…`` and the consumer groups named after the
+    namespace; return the topics deleted, once the broker no longer lists them.
+
+    Waits because Kafka deletes asynchronously: a topic re-created under the same
+    name too early would be refused, or deleted after the fact. Group ids follow
+    the pipelines' patterns, ``<prefix>…`` and ``<group_prefix>.<prefix>…``.
+    """
+    from connectors import kafka_client
+
+    if not prefix.endswith(".") or len(prefix) < 2:
+        # an empty prefix would be every topic of the cluster
+        raise ValueError(f"a namespace prefix ends with '.', like 'demo.', not {prefix!r}")
+    admin = kafka_client.admin(bootstrap)
+    try:
+        doomed = sorted(t for t in admin.list_topics() if t.startswith(prefix))
+        if doomed:
+            admin.delete_topics(doomed)
+        owned = (prefix, f"{group_prefix}.{prefix}")
+        mine = [g["group_id"] for g in admin.list_groups() if g["group_id"].startswith(owned)]
+        if mine:
+            admin.delete_groups(mine)
+        deadline = time.monotonic() + wait_s
+        while any(t.startswith(prefix) for t in admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics under {prefix!r} still listed after {wait_s:g}s")
+            time.sleep(0.2)
+        return doomed
+    finally:
+        admin.close()

@@ -253,3 +253,167 @@ def test_tail_of_the_dlq_shows_the_headers_and_the_undecodable_bytes(
     assert decodable["headers"] == {"__connect.errors.topic": source}
     assert decodable["entity"] == "listing"
     assert decodable["value"]["listing_id"] == "jd-L0000001"
+
+
+# ------------------------------------------------------------------ tables
+
+
+def first_column_text(stdout: str) -> str:
+    """The first column's cells, top to bottom, joined: a folded name reads back whole."""
+    cells = [line.split("│")[1].strip() for line in stdout.splitlines() if line.startswith("│")]
+    return "".join(cells)
+
+
+@pytest.mark.parametrize("columns", ["80", "60"])
+def test_topics_list_never_cuts_a_topic_name_short(columns: str) -> None:
+    result = CliRunner().invoke(app, ["topics", "list"], env={"COLUMNS": columns})
+
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= int(columns)
+    column = first_column_text(result.stdout)
+    for topic in resolved_topics():
+        assert topic.name in column, topic.name
+
+
+def test_the_push_summary_never_cuts_a_prefixed_topic_name_short(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topics = fresh_namespace(["amazon_cn"], kafka_bootstrap)
+    gen = FeedGenerator(seed=44)
+    path = tmp_path / "l.jsonl"
+    path.write_text(
+        json.dumps(gen.listing("amazon_cn", 1), default=lambda v: v.isoformat()) + "\n",
+        encoding="utf-8",
+    )
+
+    result = CliRunner().invoke(
+        app,
+        ["push", "listings", str(path), "--platform", "amazon_cn",
+         "--bootstrap", kafka_bootstrap, "--prefix", topics.prefix],
+        env={"COLUMNS": "60"},
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    assert topics.feed("amazon_cn", "listings") in first_column_text(result.stdout)
+
+
+# ------------------------------------------------------------------ topics delete / demo clean-up
+
+
+def topics_under(bootstrap: str, prefix: str) -> list[str]:
+    admin = kafka_client.admin(bootstrap)
+    try:
+        return sorted(t for t in admin.list_topics() if t.startswith(prefix))
+    finally:
+        admin.close()
+
+
+def test_topics_delete_removes_the_namespace_and_nothing_else(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    other = fresh_namespace(["jd"], kafka_bootstrap)
+    created = omm("topics", "create", "--bootstrap", kafka_bootstrap, "--prefix", prefix)
+    assert created.exit_code == 0, created.output
+    assert topics_under(kafka_bootstrap, prefix)
+
+    result = omm("topics", "delete", "--bootstrap", kafka_bootstrap, "--prefix", prefix)
+
+    assert result.exit_code == 0, result.output
+    assert f"{len(resolved_topics())} topics deleted under {prefix}" in result.stdout
+    assert topics_under(kafka_bootstrap, prefix) == []
+    assert topics_under(kafka_bootstrap, other.prefix)  # another namespace is untouched
+    # the names are free again at once
+    again = omm("topics", "create", "--bootstrap", kafka_bootstrap, "--prefix", prefix)
+    assert again.exit_code == 0, again.output
+    assert f"{len(resolved_topics())} topics created" in again.stdout
+
+
+def test_topics_delete_refuses_a_prefix_that_is_not_a_namespace(kafka_bootstrap: str) -> None:
+    result = omm("topics", "delete", "--bootstrap", kafka_bootstrap, "--prefix", "")
+
+    assert result.exit_code == 2
+    assert "ending in '.'" in result.stderr
+
+
+class StoryBroke(RuntimeError):
+    pass
+
+
+def commit_until_accepted(bootstrap: str, group: str, topic: str, deadline_s: float = 60.0) -> None:
+    """Commit offset 0 of topic/0 for the group, polling while a fresh broker's group
+    coordinator is still loading, as a real run would have."""
+    import time
+
+    from kafka.errors import NoError
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    admin = kafka_client.admin(bootstrap)
+    deadline = time.monotonic() + deadline_s
+    try:
+        while True:
+            result = kafka_client.retrying(  # CoordinatorNotAvailable is raised, not returned
+                lambda: admin.alter_group_offsets(
+                    group, {TopicPartition(topic, 0): OffsetAndMetadata(0, "", -1)}
+                ),
+                timeout_s=deadline_s,
+            )
+            if all(err is NoError for err in result.values()):
+                return
+            assert time.monotonic() < deadline, result
+            time.sleep(0.2)
+    finally:
+        admin.close()
+
+
+def test_the_demo_deletes_its_topics_and_groups_even_when_a_step_fails(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's real first steps (topics, pushes) then a failure: its namespace is gone."""
+    import io
+
+    from rich.console import Console
+
+    from omm import demo as demo_module
+
+    seen: dict[str, Any] = {}
+
+    def broken_ingest(self: demo_module.Demo, title: str) -> None:
+        prefix = self.topics.prefix
+        seen["prefix"] = prefix
+        seen["topics"] = topics_under(kafka_bootstrap, prefix)
+        # a group the pipelines would have left, named as ingest names it
+        group = f"{self.settings.consumer_group_prefix}.{prefix}ingest"
+        commit_until_accepted(kafka_bootstrap, group, self.topics.dlq)
+        raise StoryBroke("ingest failed halfway")
+
+    monkeypatch.setattr(demo_module.Demo, "ingest", broken_ingest)
+    out = io.StringIO()
+
+    with pytest.raises(StoryBroke):
+        demo_module.run_demo(
+            Console(file=out, width=200), bootstrap=kafka_bootstrap, start_broker=False
+        )
+
+    prefix = seen["prefix"]
+    assert len(seen["topics"]) == len(resolved_topics())  # they existed while it ran
+    assert topics_under(kafka_bootstrap, prefix) == []
+    admin = kafka_client.admin(kafka_bootstrap)
+    try:
+        groups = [g["group_id"] for g in admin.list_groups()]
+    finally:
+        admin.close()
+    assert not [g for g in groups if prefix in g]
+    assert f"{len(resolved_topics())} demo topics deleted ({prefix}*)" in out.getvalue()
+
+
+def test_two_demos_get_different_namespaces() -> None:
+    import io
+
+    from rich.console import Console
+
+    from omm.demo import Demo
+
+    console = Console(file=io.StringIO())
+    assert Demo(console, 1).topics.prefix != Demo(console, 1).topics.prefix

@@ -412,3 +412,150 @@ def test_an_unknown_feed_or_a_missing_file_is_an_error_exit_2(
     assert missing_file.exit_code == 2, missing_file.output
     assert "absent.jsonl" in missing_file.stderr
     assert read_all(kafka_bootstrap, topics.feed("jd", "listings")) == []
+
+
+# ------------------------------------------------------------------ byte-order mark
+
+
+def test_cli_push_accepts_a_csv_saved_as_csv_utf8_with_a_byte_order_mark(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topics = fresh_namespace(PLATFORMS, kafka_bootstrap)
+    gen = FeedGenerator(seed=32)
+    listings = [gen.listing("jd", i) for i in range(4)]
+    plain = write_csv(tmp_path / "plain.csv", listings)
+    path = tmp_path / "jd-listings.csv"
+    # what a spreadsheet's "CSV UTF-8" writes: EF BB BF, then the header row
+    path.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+
+    result = push_cli(
+        "push", "listings", str(path), "--platform", "jd",
+        "--bootstrap", kafka_bootstrap, "--prefix", topics.prefix,
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert "rejected" not in result.stderr
+    messages = read_all(kafka_bootstrap, topics.feed("jd", "listings"), expect=4)
+    assert {m.key: decoded(m) for m in messages} == {
+        f"jd:{r['listing_id']}".encode(): r for r in listings
+    }
+
+
+def test_read_lines_accepts_a_jsonl_file_with_a_byte_order_mark(tmp_path: Path) -> None:
+    record = FeedGenerator(seed=33).listing("jd", 1)
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json_line(record) + "\n").encode("utf-8"))
+
+    ((number, parsed),) = list(read_lines(path))
+
+    assert number == 1
+    assert isinstance(parsed, dict) and parsed["listing_id"] == record["listing_id"]
+
+
+# ------------------------------------------------------------------ broker acknowledgement
+
+
+# The feed topic refuses record batches over this many bytes (a single generated
+# listing is about 300 bytes on the wire, batch header included).
+SMALL_MAX_MESSAGE_BYTES = 1024
+
+
+def oversize_listing(gen: FeedGenerator, i: int) -> dict[str, Any]:
+    """A valid listing whose title (seeded random letters, so barely compressible)
+    makes even a batch of this one record larger than SMALL_MAX_MESSAGE_BYTES."""
+    import random
+    import string
+
+    letters = random.Random(i).choices(string.ascii_letters + string.digits, k=3000)
+    return {**gen.listing("tmall", i), "title": "".join(letters)}
+
+
+def namespace_with_a_small_feed_topic(bootstrap: str) -> TopicNames:
+    """tmall's listings feed only, created with a small max.message.bytes."""
+    import uuid
+
+    from connectors import kafka_client
+
+    topics = TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}.")
+    admin = kafka_client.admin(bootstrap)
+    try:
+        admin.create_topics(
+            {
+                topics.feed("tmall", "listings"): {
+                    "num_partitions": 3,
+                    "replication_factor": -1,
+                    "configs": {"max.message.bytes": str(SMALL_MAX_MESSAGE_BYTES)},
+                }
+            },
+            wait_for_metadata=True,
+        )
+    finally:
+        admin.close()
+    return topics
+
+
+class OversizeFile:
+    """Six tmall listings; line 4 is valid but larger than the topic accepts."""
+
+    def __init__(self, gen: FeedGenerator) -> None:
+        self.good = [gen.listing("tmall", i) for i in range(5)]
+        self.lines = [json_line(r) for r in self.good[:3]]
+        self.lines.append(json_line(oversize_listing(gen, 40)))  # line 4
+        self.lines += [json_line(r) for r in self.good[3:]]
+
+
+def test_push_file_reports_the_line_the_broker_did_not_acknowledge(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topics = namespace_with_a_small_feed_topic(kafka_bootstrap)
+    scenario = OversizeFile(FeedGenerator(seed=34))
+    path = write_jsonl(tmp_path / "listings.jsonl", scenario.lines)
+
+    report = push_file(
+        path,
+        feed="listings",
+        platform="tmall",
+        bootstrap=kafka_bootstrap,
+        rules=load_rules(),
+        platforms=load_platforms(),
+        topics=topics,
+    )
+
+    assert report.rejected == []  # the rules found nothing wrong with any line
+    assert [f.line for f in report.failed] == [4]
+    assert "MessageSizeTooLarge" in report.failed[0].error
+    assert (report.total, report.sent) == (6, 5)
+    assert not report.all_delivered
+    # the broker split the refused batch: the valid lines around line 4 arrived, once each
+    messages = read_all(kafka_bootstrap, topics.feed("tmall", "listings"), expect=5)
+    assert sorted(m.key for m in messages) == sorted(
+        f"tmall:{r['listing_id']}".encode() for r in scenario.good
+    )
+
+
+def test_cli_push_names_each_unacknowledged_line_and_exits_non_zero(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topics = namespace_with_a_small_feed_topic(kafka_bootstrap)
+    scenario = OversizeFile(FeedGenerator(seed=35))
+    path = write_jsonl(tmp_path / "tmall-listings.jsonl", scenario.lines)
+
+    result = push_cli(
+        "push", "listings", str(path), "--platform", "tmall", "--allow-rejects",
+        "--bootstrap", kafka_bootstrap, "--prefix", topics.prefix,
+    )  # fmt: skip
+
+    assert result.exit_code == 3, result.output  # --allow-rejects is about rules, not delivery
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    found = re.findall(
+        rf"^not acknowledged {re.escape(path.name)} line (\d+): (.*)$", result.stderr, re.M
+    )
+    assert [int(n) for n, _ in found] == [4]
+    assert "MessageSizeTooLarge" in found[0][1]
+    summary = re.search(
+        rf"{re.escape(topics.feed('tmall', 'listings'))}\W+(\d+)\W+(\d+)\W+(\d+)\W+(\d+)",
+        result.stdout,
+    )
+    assert summary is not None, result.stdout
+    assert summary.groups() == ("6", "5", "0", "1")  # lines, sent, rejected, not acknowledged
+    assert len(read_all(kafka_bootstrap, topics.feed("tmall", "listings"), expect=5)) == 5

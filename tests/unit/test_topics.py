@@ -118,3 +118,12 @@ def test_strip_leaves_names_without_the_prefix_alone(prefix: str, topic: str) ->
 def test_names_outside_the_catalog_cannot_be_built(build: Callable[[TopicNames], str]) -> None:
     with pytest.raises(ValueError, match="unknown"):
         build(TopicNames())
+
+
+@pytest.mark.parametrize("prefix", ["", "demo", "."])
+def test_delete_namespace_refuses_a_prefix_that_is_not_a_namespace(prefix: str) -> None:
+    from omm.topics import delete_namespace
+
+    # refused before any client is made: an empty prefix would be the whole cluster
+    with pytest.raises(ValueError, match=r"ends with '\.'"):
+        delete_namespace("127.0.0.1:1", prefix, "omm")
