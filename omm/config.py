@@ -6,12 +6,13 @@ config fails at start with the file and key named rather than deep in a run.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from omm.settings import get_settings
 from pipelines.rules.personal_data import PersonalDataConfig
@@ -99,6 +100,9 @@ class RecordRulesConfig(_Strict):
     max_price_minor: int = Field(gt=0)
     currencies: list[str]
     max_text_chars: int = Field(gt=0)
+    max_id_chars: int = Field(default=200, gt=0)
+    max_field_chars: int = Field(default=2000, gt=0)
+    earliest_event_time: AwareDatetime = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class FeedHealthConfig(_Strict):

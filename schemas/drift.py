@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
+import annotated_types
 from pydantic import AwareDatetime, BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
@@ -40,6 +41,7 @@ _PRIMITIVES: dict[str, tuple[type, ...]] = {
     "bytes": (bytes,),
 }
 _TIMESTAMPS = ("timestamp-millis", "timestamp-micros")
+_INT_MAX = {"int": 2**31 - 1, "long": 2**63 - 1}
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,23 @@ def _field_drift(
         if len(non_null) != len(py_non_null):
             yield path, f"union types differ: schema {non_null}, model {py_non_null}"
         return
-    yield from _type_drift(model, path, _resolve(non_null[0], named), py_non_null[0], named)
+    avro = _resolve(non_null[0], named)
+    if isinstance(avro, str) and avro in _INT_MAX:  # plain int/long (not a timestamp)
+        kind = avro
+        bounds: list[int] = [_INT_MAX[kind] + 1]
+        for m in info.metadata:
+            if isinstance(m, annotated_types.Le) and isinstance(m.le, int):
+                bounds.append(m.le)
+            elif isinstance(m, annotated_types.Lt) and isinstance(m.lt, int):
+                bounds.append(m.lt - 1)
+        upper = min(bounds)
+        if upper > _INT_MAX[kind]:
+            yield (
+                path,
+                f"model {model.__name__} accepts integers above the Avro {kind} maximum "
+                f"{_INT_MAX[kind]}: a valid record could not be written; bound it (le=)",
+            )
+    yield from _type_drift(model, path, avro, py_non_null[0], named)
 
 
 def _type_drift(
@@ -213,6 +231,8 @@ def _resolve(avro: Any, named: dict[str, Any]) -> Any:
 
 def _flatten(annotation: Any) -> list[Any]:
     origin = get_origin(annotation)
+    if origin is Annotated:
+        return _flatten(get_args(annotation)[0])
     if origin is Union or origin is types.UnionType:
         out: list[Any] = []
         for arg in get_args(annotation):

@@ -9,6 +9,7 @@ built by :func:`rule_context`. Pure: imports neither Beam nor Kafka.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,12 @@ from pydantic_core import PydanticCustomError
 
 from pipelines.rules.matching import gtin_is_valid
 
+# Field-size limits when no rule context is given; ingest and push pass the values of
+# config/rules.yaml (record_rules) in the context instead.
+DEFAULT_MAX_ID_CHARS = 200
+DEFAULT_MAX_FIELD_CHARS = 2000
+DEFAULT_EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
 
 @dataclass(frozen=True)
 class RuleContext:
@@ -43,6 +50,11 @@ class RuleContext:
     # the platform the record's topic belongs to; None for regulator topics
     topic_platform: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # identifiers (ids, codes) and the other short text fields (names, titles, urls)
+    max_id_chars: int = DEFAULT_MAX_ID_CHARS
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+    # event times before this are not plausible (year 1, epoch 0 mix-ups)
+    earliest_event_time: datetime = DEFAULT_EARLIEST_EVENT_TIME
 
 
 def _ctx(info: ValidationInfo) -> RuleContext | None:
@@ -50,9 +62,130 @@ def _ctx(info: ValidationInfo) -> RuleContext | None:
     return ctx.get("rules") if isinstance(ctx, Mapping) else None
 
 
+# --------------------------------------------------------------------------- characters
+#
+# Avro strings are any Unicode, so decoding accepts NUL bytes in ids, titles made only of
+# zero-width spaces, and (from JSON lines pushed by a platform) lone surrogates that no
+# UTF-8 writer can encode. Identifiers must be printable; text may hold line breaks and
+# invisible format characters (emoji joiners) but must show something.
+
+# categories refused everywhere: controls, unpaired surrogates, line/paragraph separators
+_BAD_IN_TEXT = frozenset({"Cc", "Cs", "Zl", "Zp"})
+# ... and in identifiers also format (zero-width, bidi) and private-use characters
+_BAD_IN_ID = _BAD_IN_TEXT | {"Cf", "Co"}
+_TEXT_CONTROLS_ALLOWED = frozenset("\t\n\r")
+_SHOWN_CHARS = 60
+
+
+def shown(value: str, limit: int = _SHOWN_CHARS) -> str:
+    """``value`` safe to echo in a reason: invisible characters as \\uXXXX escapes, cut."""
+    cut = value[:limit]
+    if not cut.isprintable():
+        cut = "".join(c if c.isprintable() or c == " " else f"\\u{ord(c):04x}" for c in cut)
+    return cut + ("…" if len(value) > limit else "")
+
+
+def _first_bad(value: str, bad: frozenset[str], allowed: frozenset[str]) -> tuple[int, str] | None:
+    if value.isprintable():  # C fast path: no control, format, surrogate or separator
+        return None
+    for i, c in enumerate(value):
+        if c not in allowed and unicodedata.category(c) in bad:
+            return i, c
+    return None
+
+
+def _visible(value: str) -> bool:
+    return any(c.isprintable() and not c.isspace() for c in value)
+
+
+def _char_label(c: str) -> str:
+    name = unicodedata.name(c, "")
+    kind = {"Cc": "control", "Cs": "unpaired surrogate", "Cf": "invisible format"}.get(
+        unicodedata.category(c), unicodedata.category(c)
+    )
+    return f"U+{ord(c):04X}" + (f" {name}" if name else "") + f" ({kind} character)"
+
+
+def _check_chars(value: str, info: ValidationInfo, *, identifier: bool) -> str:
+    ctx = _ctx(info)
+    limit = (
+        (ctx.max_id_chars if ctx else DEFAULT_MAX_ID_CHARS)
+        if identifier
+        else (ctx.max_field_chars if ctx else DEFAULT_MAX_FIELD_CHARS)
+    )
+    if len(value) > limit:
+        raise PydanticCustomError(
+            "max_length",
+            "has {n} characters, more than the {limit} allowed for {kind} "
+            "(config/rules.yaml record_rules)",
+            {
+                "n": len(value),
+                "limit": limit,
+                "kind": "an identifier" if identifier else "this field",
+                "value": shown(value),
+            },
+        )
+    bad = (
+        _first_bad(value, _BAD_IN_ID, frozenset())
+        if identifier
+        else _first_bad(value, _BAD_IN_TEXT, _TEXT_CONTROLS_ALLOWED)
+    )
+    if bad is not None:
+        pos, char = bad
+        raise PydanticCustomError(
+            "id_characters" if identifier else "text_characters",
+            "'{value}' contains {char} at position {pos}; "
+            + (
+                "identifiers must be printable, without control, invisible or "
+                "line-separator characters"
+                if identifier
+                else "text must not contain control characters (other than tab and line "
+                "breaks) or unpaired surrogates"
+            ),
+            {"value": shown(value), "char": _char_label(char), "pos": pos},
+        )
+    return value
+
+
+def _identifier(value: str, info: ValidationInfo) -> str:
+    _check_chars(value, info, identifier=True)
+    return _not_blank(value)
+
+
+def _optional_identifier(value: str | None, info: ValidationInfo) -> str | None:
+    return None if value is None else _check_chars(value, info, identifier=True)
+
+
+def _text(value: str, info: ValidationInfo) -> str:
+    _check_chars(value, info, identifier=False)
+    return _not_blank(value)
+
+
+def _optional_text(value: str | None, info: ValidationInfo) -> str | None:
+    return None if value is None else _check_chars(value, info, identifier=False)
+
+
+def _free_text(value: str, info: ValidationInfo) -> str:
+    # length is the max_text_length rule (Complaint); only the characters are checked here
+    bad = _first_bad(value, _BAD_IN_TEXT, _TEXT_CONTROLS_ALLOWED)
+    if bad is not None:
+        pos, char = bad
+        raise PydanticCustomError(
+            "text_characters",
+            "contains {char} at position {pos}; text must not contain control characters "
+            "(other than tab and line breaks) or unpaired surrogates",
+            {"char": _char_label(char), "pos": pos, "value": shown(value[max(0, pos - 10) :])},
+        )
+    return value
+
+
 def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise PydanticCustomError("not_blank", "must not be empty or blank")
+    if not _visible(value):
+        raise PydanticCustomError(
+            "not_blank",
+            "must not be empty or blank (only spaces or zero-width characters)",
+            {"value": shown(value)},
+        )
     return value
 
 
@@ -63,14 +196,20 @@ def _gtin(value: str | None) -> str | None:
         raise PydanticCustomError(
             "gtin_check_digit",
             "'{value}' is not a valid GTIN-8/12/13/14 (digits and mod-10 check digit)",
-            {"value": value},
+            {"value": shown(value)},
         )
     return value
 
 
-Identifier = Annotated[str, Field(max_length=200), AfterValidator(_not_blank)]
-Text = Annotated[str, AfterValidator(_not_blank)]
+Identifier = Annotated[str, AfterValidator(_identifier)]
+OptionalIdentifier = Annotated[str | None, AfterValidator(_optional_identifier)]
+Text = Annotated[str, AfterValidator(_text)]
+OptionalText = Annotated[str | None, AfterValidator(_optional_text)]
+FreeText = Annotated[str, AfterValidator(_free_text)]
 Gtin = Annotated[str | None, AfterValidator(_gtin)]
+# Avro int / long upper bounds: a model must not accept a number the codec cannot write
+AVRO_INT_MAX = 2**31 - 1
+AVRO_LONG_MAX = 2**63 - 1
 
 
 class ListingStatus(StrEnum):
@@ -153,6 +292,17 @@ class FeedRecord(BaseModel):
         limit = ctx.now + ctx.max_future_skew
         for name in self.time_fields:
             value = getattr(self, name)
+            if value is not None and value < ctx.earliest_event_time:
+                raise PydanticCustomError(
+                    "past_timestamp",
+                    "{value} is before {earliest}, the earliest plausible event time "
+                    "(config/rules.yaml record_rules.earliest_event_time)",
+                    {
+                        "field": name,
+                        "value": value.isoformat(),
+                        "earliest": ctx.earliest_event_time.isoformat(),
+                    },
+                )
             if value is not None and value > limit:
                 raise PydanticCustomError(
                     "future_timestamp",
@@ -228,13 +378,13 @@ class Listing(PlatformRecord):
     seller_id: Identifier
     seller_name: Text
     title: Text
-    brand: str | None = None
-    model: str | None = None
+    brand: OptionalText = None
+    model: OptionalText = None
     gtin: Gtin = None
     category: Text
-    manufacturer: str | None = None
-    price_minor: int = Field(ge=0)
-    currency: str
+    manufacturer: OptionalText = None
+    price_minor: int = Field(ge=0, le=AVRO_LONG_MAX)
+    currency: Identifier
     url: Text
     status: ListingStatus
     observed_at: AwareDatetime
@@ -277,18 +427,18 @@ class InspectionResult(FeedRecord):
     brand: Identifier
     model: Identifier
     gtin: Gtin = None
-    manufacturer: str | None = None
-    batch: str | None = None
-    platform: str | None = None
-    seller_id: str | None = None
-    listing_id: str | None = None
+    manufacturer: OptionalText = None
+    batch: OptionalText = None
+    platform: OptionalIdentifier = None
+    seller_id: OptionalIdentifier = None
+    listing_id: OptionalIdentifier = None
     verdict: Verdict
     failed_items: list[FailedItem] = Field(default_factory=list)
-    sample_size: int = Field(ge=1)
-    acceptance_number: int = Field(ge=0)
-    nonconforming: int = Field(ge=0)
+    sample_size: int = Field(ge=1, le=AVRO_INT_MAX)
+    acceptance_number: int = Field(ge=0, le=AVRO_INT_MAX)
+    nonconforming: int = Field(ge=0, le=AVRO_INT_MAX)
     declared_quality_level: float | None = Field(default=None, ge=0.0, le=1.0)
-    population_size: int | None = Field(default=None, ge=1)
+    population_size: int | None = Field(default=None, ge=1, le=AVRO_LONG_MAX)
     agency: Text
     report_no: Text
     status: ResultStatus
@@ -329,13 +479,13 @@ class Complaint(PlatformRecord):
     channel: ComplaintChannel
     consumer_id: Identifier
     seller_id: Identifier
-    listing_id: str | None = None
-    product_name: str | None = None
-    brand: str | None = None
-    model: str | None = None
+    listing_id: OptionalIdentifier = None
+    product_name: OptionalText = None
+    brand: OptionalText = None
+    model: OptionalText = None
     gtin: Gtin = None
     issue_type: IssueType
-    text: str
+    text: FreeText
     status: ComplaintStatus
     received_at: AwareDatetime
     resolved_at: AwareDatetime | None = None
@@ -370,7 +520,7 @@ class TakedownNotice(PlatformRecord):
 
     notice_id: Identifier
     listing_id: Identifier
-    task_id: str | None = None
+    task_id: OptionalIdentifier = None
     action: TakedownAction
     reason: Text
     acted_at: AwareDatetime
@@ -384,8 +534,8 @@ class Penalty(FeedRecord):
     penalty_id: Identifier
     enterprise_id: Identifier
     enterprise_name: Text
-    platform: str | None = None
-    seller_id: str | None = None
+    platform: OptionalIdentifier = None
+    seller_id: OptionalIdentifier = None
     ground: PenaltyGround
     legal_basis: Text
     decision_no: Text

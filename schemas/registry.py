@@ -61,6 +61,9 @@ HEADER_LEN = 10
 #: Default schema root: ``schemas/avro`` next to this file.
 DEFAULT_ROOT = Path(__file__).resolve().parent / "avro"
 
+# epoch milliseconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z
+_MIN_MILLIS = -62_135_596_800_000
+_MAX_MILLIS = 253_402_300_799_999
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.avsc$")
 _MAX_SHOWN = 16  # bytes of a bad message shown in error reasons
 
@@ -368,6 +371,19 @@ class SchemaRegistry:
             raise self._unknown(entity) from None
         for name in w.timestamp_fields:
             value = record.get(name)
+            if (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and not _MIN_MILLIS <= value <= _MAX_MILLIS
+            ):
+                # fastavro writes any long, but no reader could turn it back into a
+                # date: the message would be unreadable once written
+                raise InvalidRecord(
+                    f"{entity}.{name}: {value} epoch milliseconds is outside the years "
+                    f"1-9999 a timestamp can hold ({_MIN_MILLIS} to {_MAX_MILLIS})",
+                    entity,
+                    (name,),
+                )
             if isinstance(value, datetime) and value.utcoffset() is None:
                 raise InvalidRecord(
                     f"{entity}.{name}: naive datetime {value.isoformat()} has no timezone; "
@@ -507,7 +523,7 @@ def _body_failure(data: bytes, writer: SchemaVersion, exc: Exception) -> str:
         )
         if isinstance(end, EOFError) or isinstance(_read_to(data + _PADDING, cut), int):
             return f"{where}: {_truncation(data, start, f['type'])}"
-        return f"{where}: {_explain_read_error(end)}"
+        return f"{where}: {_explain_read_error(end, f['type'])}"
     return f"{type(exc).__name__}: {exc or 'no detail'} ({total} bytes in all)"
 
 
@@ -561,7 +577,12 @@ def _truncation(data: bytes, start: int, ftype: Any) -> str:
     return head
 
 
-def _explain_read_error(exc: Exception) -> str:
+def _explain_read_error(exc: Exception, ftype: Any) -> str:
+    if isinstance(exc, OverflowError | ValueError) and "timestamp" in _short_type(ftype):
+        return (
+            f"the timestamp is outside the years 1-9999 a reader can represent "
+            f"({type(exc).__name__}: {exc})"
+        )
     if isinstance(exc, UnicodeDecodeError):
         return (
             f"a string is not valid UTF-8 ({exc.reason} at byte {exc.start} of the "

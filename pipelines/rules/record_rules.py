@@ -75,6 +75,9 @@ def rule_context(
         platforms=frozenset(platforms.ids),
         max_text_chars=cfg.max_text_chars,
         topic_platform=topic_platform,
+        max_id_chars=cfg.max_id_chars,
+        max_field_chars=cfg.max_field_chars,
+        earliest_event_time=cfg.earliest_event_time,
     )
 
 
@@ -82,7 +85,14 @@ def _short(value: Any, limit: int = 120) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else repr(value)
+    text = _encodable(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _encodable(text: str) -> str:
+    # a pushed JSON line may carry lone surrogates: escape them, or the rejection
+    # naming them could not be written (UTF-8) and the record would be lost
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _violations(error: ValidationError) -> list[Violation]:
@@ -97,7 +107,14 @@ def _violations(error: ValidationError) -> list[Violation]:
         if item["type"] == "missing":
             value = None
         rule = _PYDANTIC_RULE_NAMES.get(item["type"], item["type"])
-        out.append(Violation(field=field, value=_short(value), rule=rule, message=item["msg"]))
+        out.append(
+            Violation(
+                field=_encodable(field) if field is not None else None,
+                value=_short(value),
+                rule=rule,
+                message=_encodable(item["msg"]),
+            )
+        )
     return out
 
 
