@@ -111,14 +111,19 @@ def build_corpus(seed: int) -> Corpus:
 
 
 def produce(bootstrap: str, topic: str, corpus: Corpus) -> None:
-    producer = kafka_client.producer(bootstrap)
+    # Generous retries: partitions of a just-created topic may not have a leader yet
+    # (NotLeaderForPartition), and a loaded broker takes its time electing one;
+    # idempotent, so a retried batch is not written twice (the accounts count exactly).
+    producer = kafka_client.producer(
+        bootstrap, retries=200, retry_backoff_ms=300, enable_idempotence=True
+    )
     futures = [
         producer.send(topic, key=key, value=value, headers=headers)
         for key, value, headers in corpus.messages
     ]
     producer.flush()
     for f in futures:
-        f.get(timeout=60)  # every send acknowledged, or the test stops here
+        f.get(timeout=120)  # every send acknowledged, or the test stops here
     producer.close()
 
 

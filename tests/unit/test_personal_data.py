@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import UTC, datetime
 
@@ -181,6 +182,26 @@ def test_generated_texts_leave_no_planted_identifier(seed: int) -> None:
     detector = Detector(planted.plants)
     assert detector.find(planted.text)  # the detector sees them before
     assert detector.find(REDACTOR.redact(planted.text, [cid])) == []
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.text(
+        alphabet=st.one_of(
+            st.characters(codec="utf-8"),
+            st.sampled_from("0123456789 -.()+@Xx\u200b\uff11\u4e09"),
+        ),
+        max_size=300,
+    ),
+    own=st.lists(st.text(max_size=20), max_size=3),
+)
+def test_any_text_redacts_without_error_and_spans_stay_inside(text: str, own: list[str]) -> None:
+    spans = REDACTOR.spans(text, own)
+    assert all(0 <= s < e <= len(text) for s, e, _ in spans)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # merged
+    out = REDACTOR.redact(text, own)
+    removed = sum(text[s:e].count("[") for s, e, _ in spans)
+    assert out.count("[") == text.count("[") - removed + len(spans)  # one marker per span
 
 
 def test_protect_complaint_rekeys_even_pseudonym_looking_input() -> None:
