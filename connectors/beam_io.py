@@ -216,7 +216,9 @@ class _ReadPartitionFn(beam.DoFn):
             return
         # Nothing new: quiet, or the broker is gone. Ask it now and then; the
         # clock logs an outage and raises BrokerUnavailable once the budget is spent.
-        self._fetcher.check_broker(self._outage, self._policy.outage_log_after_s / 2)
+        self._fetcher.check_broker(
+            self._outage, self._policy.outage_log_after_s / 2, self._policy.probe_timeout_ms
+        )
         # An idle partition must not hold back event time downstream.
         idle_wm = Timestamp.now() - Duration(seconds=1)
         current = watermark.current_watermark()

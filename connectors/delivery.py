@@ -40,6 +40,7 @@ class DeliveryPolicy:
     send_block_s: float = 10.0
     outage_budget_s: float = 300.0
     outage_log_after_s: float = 10.0
+    probe_timeout_ms: int = 5000
     max_backoff_s: float = 5.0
     leader_wait_s: float = 120.0
     commit_every_records: int = 5000
@@ -148,7 +149,7 @@ class OutageClock:
         if not self._logged and down >= self._log_after_s:
             self._logged = True
             log.warning(
-                "Kafka unreachable for %.0fs while %s (%s); retrying for up to %.0fs",
+                "Kafka not answering for %.0fs while %s (%s); retrying for up to %.0fs",
                 down,
                 self._what,
                 reason,
@@ -158,7 +159,7 @@ class OutageClock:
     def ok(self) -> None:
         """Record a success: log the recovery if the outage was announced."""
         if self._since is not None and self._logged:
-            log.warning("Kafka reachable again after %.0fs while %s", self.down_for_s, self._what)
+            log.warning("Kafka answering again after %.0fs while %s", self.down_for_s, self._what)
         self._since = None
         self._logged = False
 

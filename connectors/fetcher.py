@@ -27,9 +27,6 @@ from kafka.errors import KafkaError
 from connectors import kafka_client
 from connectors.delivery import OutageClock
 
-# How long a reachability probe waits for the broker's metadata answer.
-_PROBE_TIMEOUT_MS = 5000
-
 
 class PartitionFetcher:
     def __init__(self, bootstrap: str, client_id: str, max_buffered: int = 100_000) -> None:
@@ -107,7 +104,7 @@ class PartitionFetcher:
             self._probe = kafka_client.consumer(self._bootstrap, client_id="omm-read-probe")
         return self._probe
 
-    def check_broker(self, clock: OutageClock, every_s: float) -> None:
+    def check_broker(self, clock: OutageClock, every_s: float, timeout_ms: int) -> None:
         """Tell ``clock`` whether the broker answers, at most once per ``every_s`` of quiet.
 
         Records arriving prove it alive, so a busy reader never probes. The
@@ -118,11 +115,11 @@ class PartitionFetcher:
             return
         self._probed_at = now
         try:
-            self._spare().bootstrap(timeout_ms=_PROBE_TIMEOUT_MS, refresh=True)
+            self._spare().bootstrap(timeout_ms=timeout_ms, refresh=True)
         except KafkaError as exc:
             if not exc.retriable:
                 raise
-            clock.failing(f"no metadata answer within {_PROBE_TIMEOUT_MS} ms ({exc})")
+            clock.failing(f"no metadata answer within {timeout_ms} ms ({exc})")
             return
         self._alive_at = time.monotonic()
         clock.ok()

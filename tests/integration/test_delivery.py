@@ -221,18 +221,20 @@ def _ride_out_outage(broker: EmbeddedKafka, tmp_path: Path, outage_s: float) -> 
         assert _count(bootstrap, topics.valid("listing")) >= 22_000
         assert _count(bootstrap, topics.dlq) >= 400
         log = _stderr(home)
-        assert "Kafka unreachable for" in log
-        assert "Kafka reachable again" in log
+        assert "Kafka not answering for" in log
+        assert "Kafka answering again" in log
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=90) == 0, _stderr(home)[-3000:]
     finally:
         _stop(proc)
 
 
-def test_streaming_ingest_rides_out_a_45s_broker_outage(
+def test_streaming_ingest_rides_out_a_75s_broker_outage(
     private_broker: EmbeddedKafka, tmp_path: Path
 ) -> None:
-    _ride_out_outage(private_broker, tmp_path, outage_s=45.0)
+    # longer than kafka-python's 60 s metadata wait in send(), where the old
+    # sink died (a 45 s outage was survived by luck of timing)
+    _ride_out_outage(private_broker, tmp_path, outage_s=75.0)
 
 
 @pytest.mark.slow
