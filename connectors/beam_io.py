@@ -36,6 +36,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from connectors import kafka_client
 from connectors.fetcher import PartitionFetcher
 from connectors.records import KafkaRecord, OutboundMessage
+from connectors.security import KafkaSecurity
 from connectors.sink import KafkaSink
 
 _END = sys.maxsize
@@ -97,8 +98,10 @@ class _ReadPartitionFn(beam.DoFn):
         idle_timeout_s: float | None,
         max_records_per_poll: int,
         poll_timeout_ms: int,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self._bootstrap = bootstrap
+        self._security = security
         self._read_id = read_id
         self._idle_timeout_s = idle_timeout_s
         self._max_records = max_records_per_poll
@@ -107,7 +110,9 @@ class _ReadPartitionFn(beam.DoFn):
         self._records_read = Metrics.counter("kafka_read", "records")
 
     def setup(self) -> None:
-        self._fetcher = PartitionFetcher(self._bootstrap, client_id=f"omm-read-{self._read_id[:8]}")
+        self._fetcher = PartitionFetcher(
+            self._bootstrap, client_id=f"omm-read-{self._read_id[:8]}", security=self._security
+        )
 
     def teardown(self) -> None:
         if self._fetcher is not None:
@@ -197,8 +202,10 @@ class ReadFromKafka(beam.PTransform):
         idle_timeout_s: float | None = None,
         max_records_per_poll: int = 20000,
         poll_timeout_ms: int = 20,
+        security: KafkaSecurity | None = None,
     ) -> None:
         super().__init__()
+        self._security = security
         if start not in ("committed", "earliest"):
             raise ValueError(f"start must be 'committed' or 'earliest', not {start!r}")
         self._bootstrap = bootstrap
@@ -210,13 +217,14 @@ class ReadFromKafka(beam.PTransform):
         self._poll_timeout_ms = poll_timeout_ms
 
     def seeds(self) -> list[PartitionSeed]:
-        parts = kafka_client.partitions_for(self._bootstrap, self._topics)
+        sec = self._security
+        parts = kafka_client.partitions_for(self._bootstrap, self._topics, sec)
         committed = (
-            kafka_client.committed_offsets(self._bootstrap, self._group_id, self._topics)
+            kafka_client.committed_offsets(self._bootstrap, self._group_id, self._topics, sec)
             if self._start == "committed"
             else {}
         )
-        earliest = kafka_client.beginning_offsets(self._bootstrap, parts)
+        earliest = kafka_client.beginning_offsets(self._bootstrap, parts, sec)
         return [
             PartitionSeed(t, p, committed.get((t, p), earliest[(t, p)]))
             for t, ps in parts.items()
@@ -237,6 +245,7 @@ class ReadFromKafka(beam.PTransform):
                     self._idle_timeout_s,
                     self._max_records,
                     self._poll_timeout_ms,
+                    self._security,
                 )
             )
         )
@@ -249,8 +258,10 @@ class _WriteFn(beam.DoFn):
         bootstrap: str,
         commit_group: str | None,
         producer_config: dict[str, Any],
+        security: KafkaSecurity | None = None,
     ):
         self._sink_id = sink_id
+        self._security = security
         self._bootstrap = bootstrap
         self._commit_group = commit_group
         self._producer_config = producer_config
@@ -259,7 +270,11 @@ class _WriteFn(beam.DoFn):
 
     def setup(self) -> None:
         self._sink = KafkaSink.acquire(
-            self._sink_id, self._bootstrap, self._commit_group, self._producer_config
+            self._sink_id,
+            self._bootstrap,
+            self._commit_group,
+            self._producer_config,
+            self._security,
         )
 
     def teardown(self) -> None:
@@ -292,8 +307,10 @@ class WriteToKafka(beam.PTransform):
         commit_group: str | None = None,
         producer_config: dict[str, Any] | None = None,
         sink: str | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         super().__init__()
+        self._security = security
         self._bootstrap = bootstrap
         self._commit_group = commit_group
         self._producer_config = producer_config or {}
@@ -301,5 +318,11 @@ class WriteToKafka(beam.PTransform):
 
     def expand(self, messages: beam.PCollection) -> beam.PCollection:
         return messages | "Produce" >> beam.ParDo(
-            _WriteFn(self._sink_id, self._bootstrap, self._commit_group, self._producer_config)
+            _WriteFn(
+                self._sink_id,
+                self._bootstrap,
+                self._commit_group,
+                self._producer_config,
+                self._security,
+            )
         )

@@ -16,6 +16,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, NoError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from connectors.acl import raise_if_unauthorized
+from connectors.security import KafkaSecurity, client_kwargs, login_errors
 from omm.config import ResolvedTopic
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -36,30 +38,48 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
-    return KafkaProducer(
-        bootstrap_servers=bootstrap.split(","), **{**PRODUCER_DEFAULTS, **overrides}
-    )
+def producer(
+    bootstrap: str, security: KafkaSecurity | None = None, **overrides: Any
+) -> KafkaProducer:
+    with login_errors(security, bootstrap):
+        return KafkaProducer(
+            bootstrap_servers=bootstrap.split(","),
+            **{**PRODUCER_DEFAULTS, **client_kwargs(security), **overrides},
+        )
 
 
-def consumer(bootstrap: str, group_id: str | None = None, **overrides: Any) -> KafkaConsumer:
-    return KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","),
-        group_id=group_id,
-        **{**CONSUMER_DEFAULTS, **overrides},
-    )
+def consumer(
+    bootstrap: str,
+    group_id: str | None = None,
+    security: KafkaSecurity | None = None,
+    **overrides: Any,
+) -> KafkaConsumer:
+    with login_errors(security, bootstrap):
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            group_id=group_id,
+            **{**CONSUMER_DEFAULTS, **client_kwargs(security), **overrides},
+        )
 
 
-def admin(bootstrap: str) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="omm-admin")
+def admin(bootstrap: str, security: KafkaSecurity | None = None) -> KafkaAdminClient:
+    with login_errors(security, bootstrap):
+        return KafkaAdminClient(
+            bootstrap_servers=bootstrap.split(","), client_id="omm-admin", **client_kwargs(security)
+        )
 
 
-def create_topics(bootstrap: str, topics: Iterable[ResolvedTopic], prefix: str = "") -> list[str]:
+def create_topics(
+    bootstrap: str,
+    topics: Iterable[ResolvedTopic],
+    prefix: str = "",
+    security: KafkaSecurity | None = None,
+) -> list[str]:
     """Create the topics that do not exist yet and wait for their leaders; return those created.
 
     Idempotent: existing topics are left alone (their settings are not changed).
     """
-    client = admin(bootstrap)
+    client = admin(bootstrap, security)
     try:
         existing = set(client.list_topics())
         wanted = {
@@ -85,13 +105,17 @@ def create_topics(bootstrap: str, topics: Iterable[ResolvedTopic], prefix: str =
         client.close()
 
 
-def partitions_for(bootstrap: str, topics: Iterable[str]) -> dict[str, list[int]]:
+def partitions_for(
+    bootstrap: str, topics: Iterable[str], security: KafkaSecurity | None = None
+) -> dict[str, list[int]]:
     """Partition ids per topic; a missing topic is an error naming it."""
-    probe = consumer(bootstrap)
+    probe = consumer(bootstrap, security=security)
     try:
         out: dict[str, list[int]] = {}
         for topic in topics:
             parts = probe.partitions_for_topic(topic)
+            if not parts and security is not None:
+                raise_if_unauthorized(bootstrap, [topic], security)
             if not parts:
                 raise LookupError(f"topic {topic!r} does not exist (run `omm topics create`)")
             out[topic] = sorted(parts)
@@ -100,8 +124,10 @@ def partitions_for(bootstrap: str, topics: Iterable[str]) -> dict[str, list[int]
         probe.close()
 
 
-def beginning_offsets(bootstrap: str, parts: dict[str, list[int]]) -> dict[tuple[str, int], int]:
-    probe = consumer(bootstrap)
+def beginning_offsets(
+    bootstrap: str, parts: dict[str, list[int]], security: KafkaSecurity | None = None
+) -> dict[tuple[str, int], int]:
+    probe = consumer(bootstrap, security=security)
     try:
         found = probe.beginning_offsets(
             [TopicPartition(t, p) for t, ps in parts.items() for p in ps]
@@ -112,11 +138,11 @@ def beginning_offsets(bootstrap: str, parts: dict[str, list[int]]) -> dict[tuple
 
 
 def committed_offsets(
-    bootstrap: str, group_id: str, topics: Iterable[str]
+    bootstrap: str, group_id: str, topics: Iterable[str], security: KafkaSecurity | None = None
 ) -> dict[tuple[str, int], int]:
     """The group's committed next-offsets for the given topics' partitions (absent if none)."""
     wanted = set(topics)
-    client = admin(bootstrap)
+    client = admin(bootstrap, security)
     try:
         offsets = retrying(lambda: client.list_group_offsets({group_id: None}).get(group_id, {}))
     finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors import kafka_client
+from connectors.security import KafkaSecurity
 from omm.config import PlatformRegistry, RulesConfig
 from omm.topics import FEED_ENTITIES, REGULATOR_ENTITIES, TopicNames
 from pipelines.rules.record_rules import RuleViolation, Violation, check_record, rule_context
@@ -125,6 +126,7 @@ def push_records(
     topics: TopicNames | None = None,
     registry: SchemaRegistry | None = None,
     on_line: Callable[[], None] | None = None,
+    security: KafkaSecurity | None = None,
 ) -> PushReport:
     """Validate each line with the record rules, send the valid ones keyed, report the rest."""
     topics = topics or TopicNames()
@@ -134,7 +136,7 @@ def push_records(
         raise ValueError(f"platform {platform!r} is not registered (config/platforms.yaml)")
     ctx = rule_context(rules, platforms, utc_now(), topic_platform=platform)
     report = PushReport(topic=topic)
-    producer = kafka_client.producer(bootstrap)
+    producer = kafka_client.producer(bootstrap, security)
     failures: list[BaseException] = []
     try:
         for number, parsed in lines:

@@ -18,6 +18,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 from connectors import kafka_client
 from connectors.records import OutboundMessage
+from connectors.security import KafkaSecurity
 
 
 class WriteFailed(RuntimeError):
@@ -28,10 +29,18 @@ class KafkaSink:
     _shared: ClassVar[dict[str, tuple[KafkaSink, int]]] = {}
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, bootstrap: str, commit_group: str | None, producer_config: dict[str, Any]):
-        self._producer: KafkaProducer = kafka_client.producer(bootstrap, **producer_config)
+    def __init__(
+        self,
+        bootstrap: str,
+        commit_group: str | None,
+        producer_config: dict[str, Any],
+        security: KafkaSecurity | None = None,
+    ):
+        self._producer: KafkaProducer = kafka_client.producer(
+            bootstrap, security, **producer_config
+        )
         self._admin: KafkaAdminClient | None = (
-            kafka_client.admin(bootstrap) if commit_group else None
+            kafka_client.admin(bootstrap, security) if commit_group else None
         )
         self._commit_group = commit_group
         self._lock = threading.Lock()
@@ -41,12 +50,17 @@ class KafkaSink:
 
     @classmethod
     def acquire(
-        cls, sink_id: str, bootstrap: str, commit_group: str | None, producer_config: dict[str, Any]
+        cls,
+        sink_id: str,
+        bootstrap: str,
+        commit_group: str | None,
+        producer_config: dict[str, Any],
+        security: KafkaSecurity | None = None,
     ) -> KafkaSink:
         with cls._registry_lock:
             sink, users = cls._shared.get(sink_id, (None, 0))
             if sink is None:
-                sink = cls(bootstrap, commit_group, producer_config)
+                sink = cls(bootstrap, commit_group, producer_config, security)
             cls._shared[sink_id] = (sink, users + 1)
             return sink
 

@@ -9,6 +9,8 @@ from typing import Any
 from kafka import TopicPartition
 
 from connectors import kafka_client
+from connectors.acl import raise_if_unauthorized
+from connectors.security import KafkaSecurity
 from schemas.registry import CodecError, SchemaRegistry
 
 
@@ -32,12 +34,15 @@ def tail_records(
     from_beginning: bool = True,
     max_records: int | None = None,
     timeout_s: float = 5.0,
+    security: KafkaSecurity | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield the topic's records until ``max_records`` or ``timeout_s`` without a new one."""
     registry = SchemaRegistry.load()
-    consumer = kafka_client.consumer(bootstrap, max_poll_records=2000)
+    consumer = kafka_client.consumer(bootstrap, security=security, max_poll_records=2000)
     try:
         partitions = consumer.partitions_for_topic(topic)
+        if not partitions and security is not None:
+            raise_if_unauthorized(bootstrap, [topic], security)
         if not partitions:
             raise LookupError(f"topic {topic!r} does not exist")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -35,6 +35,7 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 
 from connectors.beam_io import ReadFromKafka, WriteToKafka
 from connectors.records import KafkaRecord, OutboundMessage
+from connectors.security import KafkaSecurity
 from omm.settings import get_settings
 from omm.topics import TopicNames
 from pipelines.dead_letters import DeadLetter, ToDeadLetters
@@ -299,6 +300,8 @@ class EnforceJob:
     idle_timeout_s: float | None = None
     config_dir: str | None = None
     start: str = "earliest"  # see the module docstring: state is rebuilt on this runner
+    # the pipelines' principal on a secured cluster; None: unsecured
+    security: KafkaSecurity | None = None
 
 
 class Enforce(beam.PTransform):
@@ -318,6 +321,7 @@ class Enforce(beam.PTransform):
             group_id=f"{job.topics.prefix}omm.enforce",
             start=job.start,
             idle_timeout_s=job.idle_timeout_s,
+            security=job.security,
         )
         facts = records | "DecodeFacts" >> beam.ParDo(
             _DecodeFactsFn(listings_topic, inspections_topic, job.config_dir)
@@ -330,8 +334,10 @@ class Enforce(beam.PTransform):
         dead = facts[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics, CONNECTOR)
         # two writers sharing one sink rather than a Flatten (see connectors/sink.py)
         sink = f"enforce-{uuid.uuid4().hex}"
-        tasks | "WriteTasks" >> WriteToKafka(job.bootstrap, sink=sink)
-        return dead | "WriteDeadLetters" >> WriteToKafka(job.bootstrap, sink=sink)
+        tasks | "WriteTasks" >> WriteToKafka(job.bootstrap, sink=sink, security=job.security)
+        return dead | "WriteDeadLetters" >> WriteToKafka(
+            job.bootstrap, sink=sink, security=job.security
+        )
 
 
 @dataclass(frozen=True)
