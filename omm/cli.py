@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from omm.platforms import platform_app
 from omm.settings import get_settings, pseudonym_key
 
 app = typer.Typer(help="omm: online-market monitoring pipelines.", no_args_is_help=True)
@@ -29,6 +30,7 @@ app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(run_app, name="run")
+app.add_typer(platform_app, name="platform")
 
 console = Console()
 err = Console(stderr=True)
