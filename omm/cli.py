@@ -51,12 +51,20 @@ def _bootstrap(value: str | None) -> str:
     return value or get_settings().kafka_bootstrap
 
 
-def _broker() -> Any:
+def _security() -> Any:
+    """Every client of this command logs in as OMM_KAFKA_* says (None: unsecured)."""
+    return get_settings().kafka_security()
+
+
+def _broker(secure: bool = False) -> Any:
     from connectors.broker.manager import EmbeddedKafka
 
     s = get_settings()
     return EmbeddedKafka(
-        home=s.home / "kafka", port=s.broker_port, controller_port=s.controller_port
+        home=s.home / "kafka",
+        port=s.broker_port,
+        controller_port=s.controller_port,
+        security="sasl_scram" if secure else s.broker_security,
     )
 
 
@@ -78,11 +86,16 @@ def broker_fetch() -> None:
 
 
 @broker_app.command("start")
-def broker_start() -> None:
+def broker_start(
+    secure: Annotated[
+        bool,
+        typer.Option("--secure", help="SASL/SCRAM + ACLs (or OMM_BROKER_SECURITY=sasl_scram)."),
+    ] = False,
+) -> None:
     """Fetch the Kafka jars (once, via Maven), format storage (once) and start the broker."""
     from connectors.broker.manager import BrokerError
 
-    broker = _broker()
+    broker = _broker(secure)
     try:
         with console.status("Fetching Kafka jars with Maven (first time only)…"):
             broker.ensure_jars()
@@ -120,7 +133,7 @@ def topics_create(bootstrap: Bootstrap = None, prefix: Prefix = "") -> None:
     from omm.config import resolved_topics
 
     wanted = resolved_topics()
-    created = create_topics(_bootstrap(bootstrap), wanted, prefix=prefix)
+    created = create_topics(_bootstrap(bootstrap), wanted, prefix=prefix, security=_security())
     console.print(f"{len(created)} topics created, {len(wanted) - len(created)} already existed")
     for name in created:
         console.print(f"  + {name}")
@@ -193,6 +206,7 @@ def _push(
                 platforms=load_platforms(),
                 topics=TopicNames(prefix),
                 on_line=lambda: progress.advance(task),
+                security=_security(),
             )
         except ValueError as exc:
             err.print(f"[red]{exc}[/red]")
@@ -278,6 +292,7 @@ def run_ingest_job(
         group_id=f"{settings.consumer_group_prefix}.{prefix}ingest",
         pseudonym_key=pseudonym_key(settings),
         idle_timeout_s=until_idle,
+        security=settings.kafka_security(),
     )
     with _running("ingest", until_idle, quiet):
         return run_ingest(
@@ -347,7 +362,12 @@ def run_enforce_job(
     from omm.topics import TopicNames
     from pipelines.enforce import EnforceJob, run_enforce
 
-    job = EnforceJob(bootstrap=bootstrap, topics=TopicNames(prefix), idle_timeout_s=until_idle)
+    job = EnforceJob(
+        bootstrap=bootstrap,
+        topics=TopicNames(prefix),
+        idle_timeout_s=until_idle,
+        security=_security(),
+    )
     with _running("enforce", until_idle, quiet):
         return run_enforce(
             job, pipeline_args_with_defaults(pipeline_args, streaming=until_idle is None)
@@ -428,7 +448,9 @@ def report_feeds(
         try:
             from connectors.tail import tail_records
 
-            for line in tail_records(_bootstrap(bootstrap), topic, timeout_s=2.0):
+            for line in tail_records(
+                _bootstrap(bootstrap), topic, timeout_s=2.0, security=_security()
+            ):
                 if line.get("value"):
                     health = FeedHealth.from_record(line["value"])
                     latest[health.key] = health
@@ -469,7 +491,7 @@ def tail(
 
     try:
         for line in tail_records(
-            _bootstrap(bootstrap), topic, from_beginning, max_records, timeout
+            _bootstrap(bootstrap), topic, from_beginning, max_records, timeout, _security()
         ):
             sys.stdout.write(json.dumps(line, ensure_ascii=False, default=_json_default) + "\n")
     except LookupError as exc:
