@@ -132,7 +132,7 @@ def client_kwargs(security: KafkaSecurity | None) -> dict[str, Any]:
 
 def write_secret_file(path: Path, secret: str) -> None:
     """Write a secret readable by its owner only (0600), replacing any earlier one atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -255,10 +255,11 @@ def admin_security(settings: Settings) -> KafkaSecurity:
     configured = settings.kafka_security()
     if configured is not None:
         return configured
-    if settings.broker_security == "sasl_scram":
-        from connectors.broker.manager import EmbeddedKafka
+    from connectors.broker.manager import EmbeddedKafka
 
-        return EmbeddedKafka(settings.home / "kafka", security="sasl_scram").admin_security()
+    broker = EmbeddedKafka(settings.home / "kafka", security="sasl_scram")
+    if settings.broker_security == "sasl_scram" or broker.formatted_security() == "sasl_scram":
+        return broker.admin_security()
     raise ValueError(
         "provisioning needs a secured cluster: start the embedded broker with "
         "OMM_BROKER_SECURITY=sasl_scram, or set OMM_KAFKA_SECURITY_PROTOCOL and the "
@@ -295,7 +296,8 @@ def _report(done: Provisioned) -> None:
     _console.print(table)
     what = "new password written to" if done.new_password else "password kept in"
     _console.print(f"User:{escape(done.user)}: {what} {done.password_file} (mode 0600)")
-    _console.print(f"  client settings: {escape(done.client_settings())}")
+    # one unbroken line, to copy into the client's environment
+    _console.print(f"  client settings: {escape(done.client_settings())}", soft_wrap=True)
 
 
 def _provision_or_exit(make: Callable[[], Provisioned | list[Provisioned]]) -> list[Provisioned]:

@@ -333,15 +333,19 @@ class EmbeddedKafka:
             write_secret_file(path, secrets.token_urlsafe(32))
         return path.read_text(encoding="utf-8").strip()
 
+    def formatted_security(self) -> str | None:
+        """The security this home's data was formatted with; None if never formatted."""
+        if not (self.data_dir / "meta.properties").exists():
+            return None
+        try:
+            return (self.home / _SECURITY_FILE).read_text().strip()
+        except OSError:
+            return "none"  # formatted before secured mode existed
+
     def _check_formatted_security(self) -> None:
         """A home keeps the security it was formatted with; switching needs a fresh home."""
-        if not (self.data_dir / "meta.properties").exists():
-            return
-        try:
-            formatted = (self.home / _SECURITY_FILE).read_text().strip()
-        except OSError:
-            formatted = "none"
-        if formatted != self.security:
+        formatted = self.formatted_security()
+        if formatted is not None and formatted != self.security:
             raise BrokerError(
                 f"the broker data in {self.data_dir} was formatted with security "
                 f"{formatted!r}, not {self.security!r}: start it as it was formatted "
