@@ -125,6 +125,30 @@ class KafkaSecurity:
         return out
 
 
+_SECRET_KWARGS = frozenset({"sasl_plain_password", "ssl_password"})
+
+
+class _MaskSecretKwargs(logging.Filter):
+    """kafka-python's admin client logs its whole configuration at DEBUG, password included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # logging unwraps a lone mapping argument: record.args is then the dict itself
+        if isinstance(record.args, dict):
+            record.args = _masked(record.args)
+        elif isinstance(record.args, tuple):
+            record.args = tuple(_masked(a) if isinstance(a, dict) else a for a in record.args)
+        return True
+
+
+def _masked(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: "***" if k in _SECRET_KWARGS and v else v for k, v in kwargs.items()}
+
+
+# a filter on the logger that creates the record (not on a parent): it runs
+# before any handler sees the message, whatever level or handlers are configured
+logging.getLogger("kafka.admin.client").addFilter(_MaskSecretKwargs())
+
+
 def client_kwargs(security: KafkaSecurity | None) -> dict[str, Any]:
     """kafka-python kwargs for an optional security value (None: an unsecured client)."""
     return security.kafka_kwargs() if security is not None else {}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import stat
 from pathlib import Path
 
 import pytest
+from kafka.errors import KafkaConfigurationError
 from pydantic import SecretStr
 
 from connectors.security import KafkaSecurity, SecurityConfigError, write_secret_file
@@ -158,3 +160,19 @@ def test_the_compliance_view_is_granted_once_the_catalog_has_one() -> None:
     catalog = {"omm.tasks.{platform}", "omm.feedback.{platform}", "omm.compliance.{platform}"}
     got = _described(rules, topics=TopicNames(), platform="tmall", catalog_names=catalog)
     assert "User:tmall READ topic omm.compliance.tmall" in got
+
+
+def test_kafka_pythons_debug_log_of_the_admin_configuration_masks_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from kafka import KafkaAdminClient
+
+    # an unknown option fails right after the configuration is logged, before any I/O
+    with (
+        caplog.at_level(logging.DEBUG, logger="kafka.admin.client"),
+        pytest.raises(KafkaConfigurationError),
+    ):
+        KafkaAdminClient(sasl_plain_password=SECRET, no_such_option=1)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "sasl_plain_password" in logged
+    assert SECRET not in logged
