@@ -218,6 +218,10 @@ def test_a_forged_platform_field_in_its_own_feed_is_still_dead_lettered(
     assert spoofed[0]["value"] == B  # type: ignore[index]
     # and B's feedback learns nothing of it (read as B)
     assert _read(secured, B, topics.feedback(B)) == []
+    # the DLQ copy (readable by the admin, not by A) carries the same rule
+    dlq = list(tail_records(secured.bootstrap, topics.dlq, security=secured.admin, timeout_s=2))
+    rules = [line.get("headers", {}).get("omm.errors.rule") for line in dlq]
+    assert rules.count("platform_matches_topic") == 1
 
 
 # ---------------------------------------------------------------- authentication
