@@ -270,3 +270,17 @@ def test_provisioning_again_keeps_the_password_and_rotate_replaces_it(
     rotated = add_platform(B, rotate=True, **common)  # type: ignore[arg-type]
     assert rotated.new_password and rotated.password_file.read_text() != before
     _read(secured, B, secured.topics.tasks(B))  # logs in with the new one
+
+
+def test_a_home_keeps_the_security_it_was_formatted_with(tmp_path: Path) -> None:
+    from connectors.broker.manager import BrokerError
+
+    home = tmp_path / "kafka"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "meta.properties").write_text("formatted\n")  # as StorageTool leaves it
+    (home / "security").write_text("sasl_scram\n")
+    unsecured = EmbeddedKafka(home, port=free_port(), controller_port=free_port())
+    assert unsecured.formatted_security() == "sasl_scram"
+    with pytest.raises(BrokerError, match="OMM_BROKER_SECURITY=sasl_scram"):
+        unsecured.start(timeout_s=30.0)
+    assert not unsecured.status().running
