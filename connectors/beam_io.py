@@ -51,6 +51,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from connectors import delivery, kafka_client
 from connectors.fetcher import PartitionFetcher
 from connectors.records import KafkaRecord, OutboundMessage
+from connectors.security import KafkaSecurity
 from connectors.sink import KafkaSink
 
 _END = sys.maxsize
@@ -113,8 +114,10 @@ class _ReadPartitionFn(beam.DoFn):
         max_records_per_poll: int,
         poll_timeout_ms: int,
         policy: delivery.DeliveryPolicy,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self._bootstrap = bootstrap
+        self._security = security
         self._read_id = read_id
         self._idle_timeout_s = idle_timeout_s
         self._max_records = max_records_per_poll
@@ -127,7 +130,9 @@ class _ReadPartitionFn(beam.DoFn):
         self._bundle_records = 0
 
     def setup(self) -> None:
-        self._fetcher = PartitionFetcher(self._bootstrap, client_id=f"omm-read-{self._read_id[:8]}")
+        self._fetcher = PartitionFetcher(
+            self._bootstrap, client_id=f"omm-read-{self._read_id[:8]}", security=self._security
+        )
         self._outage = delivery.OutageClock(
             f"reading ({self._bootstrap})",
             self._policy.outage_budget_s,
@@ -260,9 +265,11 @@ class ReadFromKafka(beam.PTransform):
         max_records_per_poll: int = 20000,
         poll_timeout_ms: int = 20,
         from_earliest: Sequence[str] = (),
+        security: KafkaSecurity | None = None,
     ) -> None:
         super().__init__()
         self._from_earliest = frozenset(from_earliest)
+        self._security = security
         if start not in ("committed", "earliest"):
             raise ValueError(f"start must be 'committed' or 'earliest', not {start!r}")
         self._bootstrap = bootstrap
@@ -276,13 +283,14 @@ class ReadFromKafka(beam.PTransform):
         self._policy = delivery.policy()
 
     def seeds(self) -> list[PartitionSeed]:
-        parts = kafka_client.partitions_for(self._bootstrap, self._topics)
+        sec = self._security
+        parts = kafka_client.partitions_for(self._bootstrap, self._topics, sec)
         committed = (
-            kafka_client.committed_offsets(self._bootstrap, self._group_id, self._topics)
+            kafka_client.committed_offsets(self._bootstrap, self._group_id, self._topics, sec)
             if self._start == "committed"
             else {}
         )
-        earliest = kafka_client.beginning_offsets(self._bootstrap, parts)
+        earliest = kafka_client.beginning_offsets(self._bootstrap, parts, sec)
         return [
             PartitionSeed(
                 t,
@@ -310,6 +318,7 @@ class ReadFromKafka(beam.PTransform):
                     self._max_records,
                     self._poll_timeout_ms,
                     self._policy,
+                    self._security,
                 )
             )
         )
@@ -323,8 +332,10 @@ class _WriteFn(beam.DoFn):
         commit_group: str | None,
         producer_config: dict[str, Any],
         policy: delivery.DeliveryPolicy,
+        security: KafkaSecurity | None = None,
     ):
         self._sink_id = sink_id
+        self._security = security
         self._bootstrap = bootstrap
         self._commit_group = commit_group
         self._producer_config = producer_config
@@ -334,7 +345,12 @@ class _WriteFn(beam.DoFn):
 
     def setup(self) -> None:
         self._sink = KafkaSink.acquire(
-            self._sink_id, self._bootstrap, self._commit_group, self._producer_config, self._policy
+            self._sink_id,
+            self._bootstrap,
+            self._commit_group,
+            self._producer_config,
+            self._policy,
+            self._security,
         )
 
     def teardown(self) -> None:
@@ -367,8 +383,10 @@ class WriteToKafka(beam.PTransform):
         commit_group: str | None = None,
         producer_config: dict[str, Any] | None = None,
         sink: str | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         super().__init__()
+        self._security = security
         self._bootstrap = bootstrap
         self._commit_group = commit_group
         self._producer_config = producer_config or {}
@@ -383,5 +401,6 @@ class WriteToKafka(beam.PTransform):
                 self._commit_group,
                 self._producer_config,
                 self._policy,
+                self._security,
             )
         )

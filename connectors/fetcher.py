@@ -26,12 +26,20 @@ from kafka.errors import KafkaError
 
 from connectors import kafka_client
 from connectors.delivery import OutageClock
+from connectors.security import KafkaSecurity
 
 
 class PartitionFetcher:
-    def __init__(self, bootstrap: str, client_id: str, max_buffered: int = 100_000) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        client_id: str,
+        max_buffered: int = 100_000,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         self._bootstrap = bootstrap
-        self._consumer = kafka_client.consumer(bootstrap, client_id=client_id)
+        self._security = security
+        self._consumer = kafka_client.consumer(bootstrap, security=security, client_id=client_id)
         self._probe: KafkaConsumer | None = None
         self._max_buffered = max_buffered
         self._buffers: dict[TopicPartition, deque[ConsumerRecord]] = {}
@@ -101,7 +109,9 @@ class PartitionFetcher:
 
     def _spare(self) -> KafkaConsumer:
         if self._probe is None:
-            self._probe = kafka_client.consumer(self._bootstrap, client_id="omm-read-probe")
+            self._probe = kafka_client.consumer(
+                self._bootstrap, security=self._security, client_id="omm-read-probe"
+            )
         return self._probe
 
     def check_broker(self, clock: OutageClock, every_s: float, timeout_ms: int) -> None:

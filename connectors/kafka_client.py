@@ -21,6 +21,8 @@ from kafka.errors import KafkaError, NoError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from connectors import delivery
+from connectors.acl import raise_if_unauthorized
+from connectors.security import KafkaSecurity, client_kwargs, login_errors
 from omm.config import ResolvedTopic
 
 # No "retries": kafka-python's default is unbounded, and the delivery timeout
@@ -42,25 +44,43 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
+def producer(
+    bootstrap: str, security: KafkaSecurity | None = None, **overrides: Any
+) -> KafkaProducer:
     timing = delivery.policy().producer_config()
-    return KafkaProducer(
-        bootstrap_servers=bootstrap.split(","), **{**PRODUCER_DEFAULTS, **timing, **overrides}
-    )
+    with login_errors(security, bootstrap):
+        return KafkaProducer(
+            bootstrap_servers=bootstrap.split(","),
+            **{**PRODUCER_DEFAULTS, **timing, **client_kwargs(security), **overrides},
+        )
 
 
-def consumer(bootstrap: str, group_id: str | None = None, **overrides: Any) -> KafkaConsumer:
+def consumer(
+    bootstrap: str,
+    group_id: str | None = None,
+    security: KafkaSecurity | None = None,
+    **overrides: Any,
+) -> KafkaConsumer:
     timing = delivery.policy().client_config()
-    return KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","),
-        group_id=group_id,
-        **{**CONSUMER_DEFAULTS, **timing, **overrides},
-    )
+    with login_errors(security, bootstrap):
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            group_id=group_id,
+            **{**CONSUMER_DEFAULTS, **timing, **client_kwargs(security), **overrides},
+        )
 
 
-def admin(bootstrap: str, **overrides: Any) -> KafkaAdminClient:
-    settings = {"client_id": "omm-admin", **delivery.policy().client_config(), **overrides}
-    return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), **settings)
+def admin(
+    bootstrap: str, security: KafkaSecurity | None = None, **overrides: Any
+) -> KafkaAdminClient:
+    settings = {
+        "client_id": "omm-admin",
+        **delivery.policy().client_config(),
+        **client_kwargs(security),
+        **overrides,
+    }
+    with login_errors(security, bootstrap):
+        return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), **settings)
 
 
 def create_topics(
@@ -68,6 +88,7 @@ def create_topics(
     topics: Iterable[ResolvedTopic],
     prefix: str = "",
     leader_wait_s: float | None = None,
+    security: KafkaSecurity | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet, wait until every partition of every
     wanted topic (new or not) has a leader; return those created.
@@ -87,7 +108,7 @@ def create_topics(
         }
         for t in topics
     }
-    client = admin(bootstrap)
+    client = admin(bootstrap, security)
     try:
         existing = set(client.list_topics())
         wanted = {name: spec for name, spec in specs.items() if name not in existing}
@@ -149,13 +170,17 @@ def wait_for_leaders(client: KafkaAdminClient, topics: list[str], timeout_s: flo
         delay = min(delay * 2, 1.0)
 
 
-def partitions_for(bootstrap: str, topics: Iterable[str]) -> dict[str, list[int]]:
+def partitions_for(
+    bootstrap: str, topics: Iterable[str], security: KafkaSecurity | None = None
+) -> dict[str, list[int]]:
     """Partition ids per topic; a missing topic is an error naming it."""
-    probe = consumer(bootstrap)
+    probe = consumer(bootstrap, security=security)
     try:
         out: dict[str, list[int]] = {}
         for topic in topics:
             parts = probe.partitions_for_topic(topic)
+            if not parts and security is not None:
+                raise_if_unauthorized(bootstrap, [topic], security)
             if not parts:
                 raise LookupError(f"topic {topic!r} does not exist (run `omm topics create`)")
             out[topic] = sorted(parts)
@@ -164,8 +189,10 @@ def partitions_for(bootstrap: str, topics: Iterable[str]) -> dict[str, list[int]
         probe.close()
 
 
-def beginning_offsets(bootstrap: str, parts: dict[str, list[int]]) -> dict[tuple[str, int], int]:
-    probe = consumer(bootstrap)
+def beginning_offsets(
+    bootstrap: str, parts: dict[str, list[int]], security: KafkaSecurity | None = None
+) -> dict[tuple[str, int], int]:
+    probe = consumer(bootstrap, security=security)
     try:
         found = probe.beginning_offsets(
             [TopicPartition(t, p) for t, ps in parts.items() for p in ps]
@@ -176,11 +203,11 @@ def beginning_offsets(bootstrap: str, parts: dict[str, list[int]]) -> dict[tuple
 
 
 def committed_offsets(
-    bootstrap: str, group_id: str, topics: Iterable[str]
+    bootstrap: str, group_id: str, topics: Iterable[str], security: KafkaSecurity | None = None
 ) -> dict[tuple[str, int], int]:
     """The group's committed next-offsets for the given topics' partitions (absent if none)."""
     wanted = set(topics)
-    client = admin(bootstrap)
+    client = admin(bootstrap, security)
     try:
         offsets = delivery.ride_out(
             lambda: client.list_group_offsets({group_id: None}).get(group_id, {}),

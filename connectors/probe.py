@@ -16,6 +16,7 @@ from typing import Any
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from connectors import kafka_client
+from connectors.security import KafkaSecurity
 
 
 class BrokerUnreachable(ConnectionError):
@@ -66,13 +67,18 @@ class Cluster:
             raise MissingTopics(missing, prefix)
 
 
-def probe(bootstrap: str, timeout_s: float | None = None) -> Cluster:
-    """Bootstrap and fetch the topic list within ``timeout_s`` (None: the client's default)."""
+def probe(
+    bootstrap: str, timeout_s: float | None = None, security: KafkaSecurity | None = None
+) -> Cluster:
+    """Bootstrap and fetch the topic list within ``timeout_s`` (None: the client's default).
+
+    On a secured cluster the list holds only the topics the principal may describe.
+    """
     overrides: dict[str, Any] = (
         {} if timeout_s is None else {"bootstrap_timeout_ms": max(1, int(timeout_s * 1000))}
     )
     try:
-        client = kafka_client.consumer(bootstrap, **overrides)
+        client = kafka_client.consumer(bootstrap, security=security, **overrides)
     except (KafkaTimeoutError, KafkaConnectionError) as exc:
         raise BrokerUnreachable(bootstrap, timeout_s, str(exc) or type(exc).__name__) from exc
     except ValueError as exc:  # kafka-python's parse of "host:port"

@@ -20,6 +20,7 @@ from kafka.producer.future import FutureRecordMetadata
 
 from connectors import kafka_client
 from connectors.probe import Cluster, probe
+from connectors.security import KafkaSecurity
 from omm.config import PlatformRegistry, RulesConfig
 from omm.topics import FEED_ENTITIES, REGULATOR_ENTITIES, TopicNames
 from pipelines.rules.record_rules import RuleViolation, Violation, check_record, rule_context
@@ -182,6 +183,7 @@ def push_records(
     registry: SchemaRegistry | None = None,
     on_line: Callable[[], None] | None = None,
     cluster: Cluster | None = None,
+    security: KafkaSecurity | None = None,
 ) -> PushReport:
     """Validate each line with the record rules, send the valid ones keyed, report the rest.
 
@@ -196,11 +198,11 @@ def push_records(
     if platform is not None and platform not in platforms:
         raise ValueError(f"platform {platform!r} is not registered (config/platforms.yaml)")
     # a producer would wait a minute for a topic that does not exist, then fail
-    (cluster or probe(bootstrap)).require([topic], topics.prefix)
+    (cluster or probe(bootstrap, security=security)).require([topic], topics.prefix)
     ctx = rule_context(rules, platforms, utc_now(), topic_platform=platform)
     report = PushReport(topic=topic)
     pending: list[tuple[int, FutureRecordMetadata]] = []
-    producer = kafka_client.producer(bootstrap)
+    producer = kafka_client.producer(bootstrap, security)
     try:
         for number, parsed in lines:
             if on_line:

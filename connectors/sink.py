@@ -26,6 +26,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from connectors import delivery, kafka_client
 from connectors.records import OutboundMessage
+from connectors.security import KafkaSecurity
 
 
 class WriteFailed(RuntimeError):
@@ -42,14 +43,16 @@ class KafkaSink:
         commit_group: str | None,
         producer_config: dict[str, Any],
         policy: delivery.DeliveryPolicy | None = None,
+        security: KafkaSecurity | None = None,
     ):
         self._policy = policy or delivery.policy()
         self._bootstrap = bootstrap
+        self._security = security
         self._producer: KafkaProducer = kafka_client.producer(
-            bootstrap, **{**self._policy.producer_config(streaming=True), **producer_config}
+            bootstrap, security, **{**self._policy.producer_config(streaming=True), **producer_config}
         )
         self._admin: KafkaAdminClient | None = (
-            kafka_client.admin(bootstrap) if commit_group else None
+            kafka_client.admin(bootstrap, security) if commit_group else None
         )
         self._commit_group = commit_group
         self._lock = threading.Lock()
@@ -65,11 +68,12 @@ class KafkaSink:
         commit_group: str | None,
         producer_config: dict[str, Any],
         policy: delivery.DeliveryPolicy | None = None,
+        security: KafkaSecurity | None = None,
     ) -> KafkaSink:
         with cls._registry_lock:
             sink, users = cls._shared.get(sink_id, (None, 0))
             if sink is None:
-                sink = cls(bootstrap, commit_group, producer_config, policy)
+                sink = cls(bootstrap, commit_group, producer_config, policy, security)
             cls._shared[sink_id] = (sink, users + 1)
             return sink
 

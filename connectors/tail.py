@@ -10,6 +10,8 @@ from kafka import TopicPartition
 
 from connectors import kafka_client
 from connectors.probe import MissingTopics
+from connectors.acl import raise_if_unauthorized
+from connectors.security import KafkaSecurity
 from schemas.registry import CodecError, SchemaRegistry
 
 
@@ -33,12 +35,15 @@ def tail_records(
     from_beginning: bool = True,
     max_records: int | None = None,
     timeout_s: float = 5.0,
+    security: KafkaSecurity | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield the topic's records until ``max_records`` or ``timeout_s`` without a new one."""
     registry = SchemaRegistry.load()
-    consumer = kafka_client.consumer(bootstrap, max_poll_records=2000)
+    consumer = kafka_client.consumer(bootstrap, security=security, max_poll_records=2000)
     try:
         partitions = consumer.partitions_for_topic(topic)
+        if not partitions and security is not None:
+            raise_if_unauthorized(bootstrap, [topic], security)
         if not partitions:
             raise MissingTopics([topic])
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from typer.core import TyperGroup
 
+from omm.platforms import platform_app
 from omm.settings import get_settings, pseudonym_key
 from omm.tables import table
 
@@ -76,6 +77,7 @@ app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(run_app, name="run")
+app.add_typer(platform_app, name="platform")
 
 
 @app.callback()
@@ -108,15 +110,25 @@ def _reach(bootstrap: str | None) -> Cluster:
     """Probe the bootstrap within OMM_KAFKA_PROBE_TIMEOUT_S before any work starts."""
     from connectors.probe import probe
 
-    return probe(_bootstrap(bootstrap), get_settings().kafka_probe_timeout_s)
+    return probe(
+        _bootstrap(bootstrap), get_settings().kafka_probe_timeout_s, security=_security()
+    )
 
 
-def _broker() -> Any:
+def _security() -> Any:
+    """Every client of this command logs in as OMM_KAFKA_* says (None: unsecured)."""
+    return get_settings().kafka_security()
+
+
+def _broker(secure: bool = False) -> Any:
     from connectors.broker.manager import EmbeddedKafka
 
     s = get_settings()
     return EmbeddedKafka(
-        home=s.home / "kafka", port=s.broker_port, controller_port=s.controller_port
+        home=s.home / "kafka",
+        port=s.broker_port,
+        controller_port=s.controller_port,
+        security="sasl_scram" if secure else s.broker_security,
     )
 
 
@@ -138,11 +150,16 @@ def broker_fetch() -> None:
 
 
 @broker_app.command("start")
-def broker_start() -> None:
+def broker_start(
+    secure: Annotated[
+        bool,
+        typer.Option("--secure", help="SASL/SCRAM + ACLs (or OMM_BROKER_SECURITY=sasl_scram)."),
+    ] = False,
+) -> None:
     """Fetch the Kafka jars (once, via Maven), format storage (once) and start the broker."""
     from connectors.broker.manager import BrokerError
 
-    broker = _broker()
+    broker = _broker(secure)
     try:
         with console.status("Fetching Kafka jars with Maven (first time only)…"):
             broker.ensure_jars()
@@ -181,7 +198,7 @@ def topics_create(bootstrap: Bootstrap = None, prefix: Prefix = "") -> None:
 
     wanted = resolved_topics()
     cluster = _reach(bootstrap)
-    created = create_topics(cluster.bootstrap, wanted, prefix=prefix)
+    created = create_topics(cluster.bootstrap, wanted, prefix=prefix, security=_security())
     console.print(f"{len(created)} topics created, {len(wanted) - len(created)} already existed")
     for name in created:
         console.print(f"  + {name}")
@@ -285,6 +302,7 @@ def _push(
             topics=topics,
             on_line=lambda: progress.advance(task),
             cluster=cluster,
+            security=_security(),
         )
     for rejection in report.rejected:
         err.print(f"[yellow]rejected[/yellow] {escape(path.name)} {escape(rejection.describe())}")
@@ -441,6 +459,7 @@ def run_ingest_job(
         group_id=f"{settings.consumer_group_prefix}.{prefix}ingest",
         pseudonym_key=pseudonym_key(settings),
         idle_timeout_s=until_idle,
+        security=settings.kafka_security(),
     )
     with _running("ingest", until_idle, quiet):
         return run_ingest(
@@ -525,7 +544,12 @@ def run_enforce_job(
     from omm.topics import TopicNames
     from pipelines.enforce import EnforceJob, run_enforce
 
-    job = EnforceJob(bootstrap=bootstrap, topics=TopicNames(prefix), idle_timeout_s=until_idle)
+    job = EnforceJob(
+        bootstrap=bootstrap,
+        topics=TopicNames(prefix),
+        idle_timeout_s=until_idle,
+        security=_security(),
+    )
     with _running("enforce", until_idle, quiet):
         return run_enforce(
             job, pipeline_args_with_defaults(pipeline_args, streaming=until_idle is None)
@@ -596,7 +620,9 @@ def report_feeds(
     cluster.require([topic], prefix)
     latest: dict[str, FeedHealth] = {}
     with console.status(f"reading {topic}…"):
-        for line in tail_records(cluster.bootstrap, topic, timeout_s=2.0):
+        for line in tail_records(
+            cluster.bootstrap, topic, timeout_s=2.0, security=_security()
+        ):
             if line.get("value"):
                 health = FeedHealth.from_record(line["value"])
                 latest[health.key] = health
@@ -635,7 +661,9 @@ def tail(
 
     cluster = _reach(bootstrap)
     cluster.require([topic])
-    for line in tail_records(cluster.bootstrap, topic, from_beginning, max_records, timeout):
+    for line in tail_records(
+        cluster.bootstrap, topic, from_beginning, max_records, timeout, _security()
+    ):
         sys.stdout.write(json.dumps(line, ensure_ascii=False, default=_json_default) + "\n")
     sys.stdout.flush()
 

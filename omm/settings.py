@@ -11,11 +11,13 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors import delivery
+from connectors.security import KafkaSecurity, Mechanism, Protocol
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,6 +91,20 @@ class Settings(BaseSettings):
             commit_every_records=self.commit_every_records,
             commit_every_s=self.commit_every_s,
         )
+    # How every Kafka client of this process authenticates (see README, Secured
+    # clusters). PLAINTEXT, the default, needs none of the rest.
+    kafka_security_protocol: Protocol = "PLAINTEXT"
+    kafka_sasl_mechanism: Mechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # Preferred over the inline password: pipelines then carry only the path.
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_check_hostname: bool = True
+    # The embedded broker (`omm broker start`): "none", or SASL/SCRAM with ACLs.
+    broker_security: Literal["none", "sasl_scram"] = "none"
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -101,6 +117,30 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> list[str]:
         return self.kafka_bootstrap.split(",")
+
+    def kafka_security(self) -> KafkaSecurity | None:
+        """What every client this process makes is given; None for an unsecured cluster."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return None
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism if sasl else None,
+            username=self.kafka_sasl_username if sasl else None,
+            # the file wins: a reference keeps the secret out of pickled job graphs
+            password=self.kafka_sasl_password
+            if sasl and self.kafka_sasl_password_file is None
+            else None,
+            password_file=_opt_str(self.kafka_sasl_password_file) if sasl else None,
+            ssl_cafile=_opt_str(self.kafka_ssl_cafile),
+            ssl_certfile=_opt_str(self.kafka_ssl_certfile),
+            ssl_keyfile=_opt_str(self.kafka_ssl_keyfile),
+            ssl_check_hostname=self.kafka_ssl_check_hostname,
+        )
+
+
+def _opt_str(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 @lru_cache(maxsize=1)

@@ -47,6 +47,7 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 
 from connectors.beam_io import ReadFromKafka, WriteToKafka
 from connectors.records import KafkaRecord, OutboundMessage
+from connectors.security import KafkaSecurity
 from omm.settings import get_settings
 from omm.topics import TopicNames
 from pipelines.dead_letters import DeadLetter, ToDeadLetters
@@ -331,6 +332,8 @@ class EnforceJob:
     # None: in event order for a bounded batch run, as events arrive otherwise (see Enforce)
     in_event_order: bool | None = None
     max_records_per_poll: int = 20000
+    # the pipelines' principal on a secured cluster; None: unsecured
+    security: KafkaSecurity | None = None
 
 
 class Enforce(beam.PTransform):
@@ -351,6 +354,7 @@ class Enforce(beam.PTransform):
             start=job.start,
             idle_timeout_s=job.idle_timeout_s,
             max_records_per_poll=job.max_records_per_poll,
+            security=job.security,
         )
         facts = records | "DecodeFacts" >> beam.ParDo(
             _DecodeFactsFn(listings_topic, inspections_topic, job.config_dir)
@@ -370,8 +374,10 @@ class Enforce(beam.PTransform):
         dead = facts[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics, CONNECTOR)
         # two writers sharing one sink rather than a Flatten (see connectors/sink.py)
         sink = f"enforce-{uuid.uuid4().hex}"
-        tasks | "WriteTasks" >> WriteToKafka(job.bootstrap, sink=sink)
-        return dead | "WriteDeadLetters" >> WriteToKafka(job.bootstrap, sink=sink)
+        tasks | "WriteTasks" >> WriteToKafka(job.bootstrap, sink=sink, security=job.security)
+        return dead | "WriteDeadLetters" >> WriteToKafka(
+            job.bootstrap, sink=sink, security=job.security
+        )
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from connectors.beam_io import ReadFromKafka, WriteToKafka
 from connectors.records import KafkaRecord, OutboundMessage
+from connectors.security import KafkaSecurity
 from omm.config import load_platforms, load_rules
 from omm.settings import get_settings
 from omm.topics import SourceTopic, TopicNames
@@ -295,6 +296,8 @@ class IngestJob:
     idle_timeout_s: float | None = None
     config_dir: str | None = None
     feed_health: bool = True
+    # the pipelines' principal on a secured cluster; None: unsecured
+    security: KafkaSecurity | None = None
 
 
 class Ingest(beam.PTransform):
@@ -318,6 +321,7 @@ class Ingest(beam.PTransform):
             group_id=job.group_id,
             idle_timeout_s=job.idle_timeout_s,
             from_earliest=list(task_topics),
+            security=job.security,
         )
         checked = records | "ValidateRecords" >> ValidateRecords(
             sources, job.pseudonym_key, job.config_dir, job.topics, modes, task_topics
@@ -329,24 +333,26 @@ class Ingest(beam.PTransform):
         sink = f"ingest-{uuid.uuid4().hex}"
         valid = checked[VALID] | "ToValidTopics" >> ToValidTopics(job.topics)
         dead = checked[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics, CONNECTOR, held_topics)
-        valid | "WriteValid" >> WriteToKafka(job.bootstrap, commit_group=job.group_id, sink=sink)
+        valid | "WriteValid" >> WriteToKafka(
+            job.bootstrap, commit_group=job.group_id, sink=sink, security=job.security
+        )
         streaming = job.idle_timeout_s is None
         if any(mode == "warn" for mode in modes.values()):
             reports = checked[HEALTH] | "BatchWarnFeeds" >> BatchWarnFeeds(
                 job.topics, health_cfg, streaming, job.config_dir
             )
             reports | "WriteHealth" >> WriteToKafka(
-                job.bootstrap, commit_group=job.group_id, sink=sink
+                job.bootstrap, commit_group=job.group_id, sink=sink, security=job.security
             )
         if any(mode == "quarantine" for mode in modes.values()):
             judged = checked[HELD] | "CheckHeldFeeds" >> CheckFeedHealth(
                 job.topics, health_cfg, streaming, job.config_dir
             )
             judged | "WriteJudged" >> WriteToKafka(
-                job.bootstrap, commit_group=job.group_id, sink=sink
+                job.bootstrap, commit_group=job.group_id, sink=sink, security=job.security
             )
         return dead | "WriteDeadLetters" >> WriteToKafka(
-            job.bootstrap, commit_group=job.group_id, sink=sink
+            job.bootstrap, commit_group=job.group_id, sink=sink, security=job.security
         )
 
 

@@ -10,6 +10,20 @@ started as a detached JVM whose state lives entirely in one *home* directory::
     <home>/logs/server.log     log4j2 output of the broker (see log4j2.xml)
     <home>/logs/kafka.out      JVM stdout/stderr: only what kills the JVM
     <home>/broker.pid          pid of the running broker
+    <home>/admin.password      secured brokers only: the admin principal's SCRAM
+                               password, generated at the first start (0600)
+    <home>/security            how the data was formatted: none | sasl_scram
+
+Secured mode (``security="sasl_scram"``; ``omm broker start`` with
+OMM_BROKER_SECURITY=sasl_scram) serves clients on a SASL_PLAINTEXT listener
+with SCRAM-SHA-512 only, authorises every request with KRaft's
+StandardAuthorizer (no ACL: denied), and makes ``admin`` the one super user.
+The admin credential is bootstrapped into the metadata log by
+``kafka-storage format --add-scram``. SCRAM cannot authenticate the
+controller listener (its credentials live in the metadata that listener
+serves), so broker-to-controller traffic uses SASL/PLAIN with the same
+generated secret, on loopback. TLS is not offered on the embedded broker:
+it only listens on 127.0.0.1.
 
 Startup cost matters because every test session and every ``omm broker
 start`` pays it on a 2-core machine, so the JVM runs with a serial GC, C1 only,
@@ -36,6 +50,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from connectors.security import KafkaSecurity
 
 __all__ = ["KAFKA_VERSION", "BrokerError", "BrokerStatus", "EmbeddedKafka", "free_port"]
 
@@ -48,6 +66,12 @@ _LOCK_FILE = ".manager.lock"
 _CDS_PENDING_FILE = "cds-pending"
 _MARKER_PREFIX = ".omm-complete-"
 _START_BANNER = "==== omm: starting broker"
+_SECURITY_FILE = "security"
+_ADMIN_PASSWORD_FILE = "admin.password"
+SECURITY_MODES: tuple[str, ...] = ("none", "sasl_scram")
+# The broker's own principal and the operator's: the only super user of a secured broker.
+ADMIN_USER = "admin"
+SCRAM_MECHANISM: Final = "SCRAM-SHA-512"
 
 # Measured on an idle 2-core box (warm jars, launch to first metadata answer):
 # default JVM ~2.8 s, +SerialGC ~2.5 s, +C1 only ~2.1 s, +AppCDS ~1.0-1.3 s.
@@ -106,13 +130,20 @@ class BrokerStatus:
     home: Path
     log_file: Path
     kafka_version: str
+    security: str = "none"
 
     def describe(self) -> str:
         """One line an operator can act on: is it up, where, and where to look if not."""
         if self.running:
+            secured = (
+                f", SASL/{SCRAM_MECHANISM} + ACLs (admin password in "
+                f"{self.home / _ADMIN_PASSWORD_FILE})"
+                if self.security == "sasl_scram"
+                else ""
+            )
             return (
                 f"Apache Kafka {self.kafka_version} (KRaft) running, pid {self.pid}, "
-                f"bootstrap {self.bootstrap}, home {self.home}, log {self.log_file}"
+                f"bootstrap {self.bootstrap}{secured}, home {self.home}, log {self.log_file}"
             )
         return (
             f"Apache Kafka {self.kafka_version} (KRaft) not running "
@@ -226,9 +257,13 @@ class EmbeddedKafka:
         jar_cache: Path | None = None,
         kafka_version: str = KAFKA_VERSION,
         java: str | None = None,
+        security: str = "none",
     ) -> None:
         if port == controller_port:
             raise BrokerError(f"broker and controller port must differ (both {port})")
+        if security not in SECURITY_MODES:
+            raise BrokerError(f"broker security must be one of {list(SECURITY_MODES)}")
+        self.security = security
         # resolve(): two spellings of one home (symlink, relative) must agree on
         # whether its broker runs, since the pid check compares command lines.
         self.home = Path(home).resolve()
@@ -268,6 +303,54 @@ class EmbeddedKafka:
     @property
     def java(self) -> str:
         return self._java or _find_java()
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.home / _ADMIN_PASSWORD_FILE
+
+    def admin_security(self) -> KafkaSecurity:
+        """How the admin principal logs in to this (secured) broker: its password by reference."""
+        from connectors.security import KafkaSecurity
+
+        if self.security != "sasl_scram":
+            raise BrokerError("this broker runs without security: it has no admin credential")
+        return KafkaSecurity(
+            protocol="SASL_PLAINTEXT",
+            sasl_mechanism=SCRAM_MECHANISM,
+            username=ADMIN_USER,
+            password_file=str(self.admin_password_file),
+        )
+
+    def _admin_password(self) -> str:
+        """The admin secret, generated into the home (0600) at the first secured start."""
+        import secrets
+
+        from connectors.security import write_secret_file
+
+        path = self.admin_password_file
+        if not path.exists():
+            # url-safe: the storage tool's --add-scram syntax reserves ',', '[' and ']'
+            write_secret_file(path, secrets.token_urlsafe(32))
+        return path.read_text(encoding="utf-8").strip()
+
+    def formatted_security(self) -> str | None:
+        """The security this home's data was formatted with; None if never formatted."""
+        if not (self.data_dir / "meta.properties").exists():
+            return None
+        try:
+            return (self.home / _SECURITY_FILE).read_text().strip()
+        except OSError:
+            return "none"  # formatted before secured mode existed
+
+    def _check_formatted_security(self) -> None:
+        """A home keeps the security it was formatted with; switching needs a fresh home."""
+        formatted = self.formatted_security()
+        if formatted is not None and formatted != self.security:
+            raise BrokerError(
+                f"the broker data in {self.data_dir} was formatted with security "
+                f"{formatted!r}, not {self.security!r}: start it as it was formatted "
+                f"(OMM_BROKER_SECURITY={formatted}) or use another home"
+            )
 
     # ------------------------------------------------------------------- jars
 
@@ -391,7 +474,15 @@ class EmbeddedKafka:
             home=self.home,
             log_file=self.log_file,
             kafka_version=self.kafka_version,
+            security=self._running_security() if pid is not None else self.security,
         )
+
+    def _running_security(self) -> str:
+        try:
+            text = self._properties_file.read_text()
+        except OSError:
+            return self.security
+        return "sasl_scram" if "\nauthorizer.class.name=" in text else "none"
 
     # ------------------------------------------------------------------ start
 
@@ -421,8 +512,45 @@ class EmbeddedKafka:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
         }
+        if self.security == "sasl_scram":
+            props.update(self._secured_properties(self._admin_password()))
         header = "# Written by connectors/broker/manager.py on every start; edits are lost.\n"
         return header + "".join(f"{key}={value}\n" for key, value in props.items())
+
+    def _secured_properties(self, password: str) -> dict[str, str]:
+        client, controller = "SASL_PLAINTEXT", "CONTROLLER"
+        scram_login = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        plain_login = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        return {
+            "listeners": (
+                f"{client}://{_HOST}:{self.port},{controller}://{_HOST}:{self.controller_port}"
+            ),
+            "advertised.listeners": f"{client}://{_HOST}:{self.port}",
+            "inter.broker.listener.name": client,
+            "listener.security.protocol.map": f"{client}:{client},{controller}:{client}",
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            f"listener.name.sasl_plaintext.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": (
+                f'{scram_login} required username="{ADMIN_USER}" password="{password}";'
+            ),
+            "listener.name.controller.plain.sasl.jaas.config": (
+                f'{plain_login} required username="{ADMIN_USER}" password="{password}" '
+                f'user_{ADMIN_USER}="{password}";'
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{ADMIN_USER}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
+    def _write_properties(self) -> None:
+        """Owner-only: a secured broker's file holds the admin secret (JAAS config)."""
+        fd = os.open(self._properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an older file keeps its mode through O_TRUNC
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self._server_properties())
 
     def _jvm_command(self, jars: Path, main: str, *args: str, cds: list[str]) -> list[str]:
         return [
@@ -444,6 +572,11 @@ class EmbeddedKafka:
         if (self.data_dir / "meta.properties").exists():
             return
         cluster_id = _kafka_uuid()
+        scram: list[str] = []
+        secret = ""
+        if self.security == "sasl_scram":
+            secret = self._admin_password()
+            scram = ["--add-scram", f"{SCRAM_MECHANISM}=[name={ADMIN_USER},password={secret}]"]
         for _attempt in range(2):
             cmd = self._jvm_command(
                 jars,
@@ -453,6 +586,7 @@ class EmbeddedKafka:
                 cluster_id,
                 "--config",
                 str(self._properties_file),
+                *scram,
                 cds=self._cds_use_flags(jars),
             )
             result = subprocess.run(
@@ -460,7 +594,10 @@ class EmbeddedKafka:
                 timeout=120,
             )  # fmt: skip
             output = (result.stdout + result.stderr).strip()
+            if secret:
+                output = output.replace(secret, "***")
             if result.returncode == 0:
+                (self.home / _SECURITY_FILE).write_text(self.security + "\n")
                 return
             if not self._drop_crashing_cds(jars, output):
                 break
@@ -489,8 +626,9 @@ class EmbeddedKafka:
                         f"port {port} on {_HOST} is already in use; pick other ports "
                         f"(a broker from another home may be running there)"
                     )
+            self._check_formatted_security()
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            self._properties_file.write_text(self._server_properties())
+            self._write_properties()
             try:
                 self._format_storage(jars)
                 try:
@@ -556,11 +694,15 @@ class EmbeddedKafka:
     def _answers_metadata(self) -> bool:
         from kafka import KafkaAdminClient
 
+        from connectors.security import client_kwargs
+
+        secured = self.admin_security() if self.security == "sasl_scram" else None
         admin = KafkaAdminClient(
             bootstrap_servers=self.bootstrap,
             client_id="omm-broker-manager",
             bootstrap_timeout_ms=3000,
             request_timeout_ms=3000,
+            **client_kwargs(secured),
         )
         try:
             brokers = admin.describe_cluster().get("brokers") or []
@@ -754,9 +896,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=int(os.environ.get("OMM_CONTROLLER_PORT", 9093)),
     )
+    parser.add_argument(
+        "--security",
+        choices=SECURITY_MODES,
+        default=os.environ.get("OMM_BROKER_SECURITY", "none"),
+    )
     args = parser.parse_args(argv)
     broker = EmbeddedKafka(
-        args.home / "kafka", port=args.port, controller_port=args.controller_port
+        args.home / "kafka",
+        port=args.port,
+        controller_port=args.controller_port,
+        security=args.security,
     )
     try:
         if args.command == "fetch":
