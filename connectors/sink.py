@@ -49,7 +49,9 @@ class KafkaSink:
         self._bootstrap = bootstrap
         self._security = security
         self._producer: KafkaProducer = kafka_client.producer(
-            bootstrap, security, **{**self._policy.producer_config(streaming=True), **producer_config}
+            bootstrap,
+            security,
+            **{**self._policy.producer_config(streaming=True), **producer_config},
         )
         self._admin: KafkaAdminClient | None = (
             kafka_client.admin(bootstrap, security) if commit_group else None

@@ -9,8 +9,8 @@ from typing import Any
 from kafka import TopicPartition
 
 from connectors import kafka_client
-from connectors.probe import MissingTopics
 from connectors.acl import raise_if_unauthorized
+from connectors.probe import MissingTopics
 from connectors.security import KafkaSecurity
 from schemas.registry import CodecError, SchemaRegistry
 

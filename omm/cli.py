@@ -110,9 +110,7 @@ def _reach(bootstrap: str | None) -> Cluster:
     """Probe the bootstrap within OMM_KAFKA_PROBE_TIMEOUT_S before any work starts."""
     from connectors.probe import probe
 
-    return probe(
-        _bootstrap(bootstrap), get_settings().kafka_probe_timeout_s, security=_security()
-    )
+    return probe(_bootstrap(bootstrap), get_settings().kafka_probe_timeout_s, security=_security())
 
 
 def _security() -> Any:
@@ -620,9 +618,7 @@ def report_feeds(
     cluster.require([topic], prefix)
     latest: dict[str, FeedHealth] = {}
     with console.status(f"reading {topic}…"):
-        for line in tail_records(
-            cluster.bootstrap, topic, timeout_s=2.0, security=_security()
-        ):
+        for line in tail_records(cluster.bootstrap, topic, timeout_s=2.0, security=_security()):
             if line.get("value"):
                 health = FeedHealth.from_record(line["value"])
                 latest[health.key] = health

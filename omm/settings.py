@@ -91,6 +91,7 @@ class Settings(BaseSettings):
             commit_every_records=self.commit_every_records,
             commit_every_s=self.commit_every_s,
         )
+
     # How every Kafka client of this process authenticates (see README, Secured
     # clusters). PLAINTEXT, the default, needs none of the rest.
     kafka_security_protocol: Protocol = "PLAINTEXT"
