@@ -43,7 +43,7 @@ from connectors.records import OutboundMessage
 from omm.config import FeedHealthConfig
 from omm.settings import get_settings
 from omm.topics import VALID_NAMES, TopicNames
-from schemas.registry import SchemaRegistry
+from schemas.registry import CodecError, SchemaRegistry
 
 STAGE = "ingest"
 QUARANTINE_HEADER = "omm.quarantine.reason"
@@ -85,7 +85,9 @@ def feed_key(platform: str | None, entity: str) -> str:
 class _BatchJudge:
     """Validates a batch with the feed's suite and says where its held records go."""
 
-    def __init__(self, topics: TopicNames, config_dir: str | None) -> None:
+    def __init__(
+        self, topics: TopicNames, config_dir: str | None, bootstrap: str | None = None
+    ) -> None:
         # Great Expectations is imported here, once per worker (~3 s, ~130 MB).
         import great_expectations  # noqa: F401  (import first: it configures its loggers)
 
@@ -97,7 +99,9 @@ class _BatchJudge:
         self._validator.prepare()
         self._registry = SchemaRegistry.load()
         self._topics = topics
+        self._bootstrap = bootstrap
         self._batches = Metrics.counter(STAGE, "health_batches")
+        self._refreshes = Metrics.counter(STAGE, "known_task_refreshes")
         self._counters: dict[tuple[str, str], Any] = {}
 
     def _count(self, what: str, topic: str, n: int) -> None:
@@ -117,6 +121,8 @@ class _BatchJudge:
         platform, feed = key.split("|", 1)
         times = [r.event_ms for r in batch]
         columns = self._validator.suite_for(feed).source_columns
+        if "task_id" in columns:
+            known_tasks = self._complete(platform, known_tasks, columns, batch)
         health = self._validator.validate(
             platform,
             feed,
@@ -154,20 +160,76 @@ class _BatchJudge:
                 self._count("valid", row.source_topic, 1)
                 yield row.held
 
+    def _complete(
+        self,
+        platform: str,
+        known: AbstractSet[str],
+        columns: tuple[str, ...],
+        batch: list[HealthRow],
+    ) -> AbstractSet[str]:
+        """The issued ids, re-read from omm.tasks.<platform> when the batch names one the
+        stream has not brought yet: a batch may be judged before the reader reached the
+        task (bundles of different partitions arrive in any order)."""
+        at = columns.index("task_id")
+        named = {r.values[at] for r in batch if r.values[at] is not None}
+        if not named - known or self._bootstrap is None:
+            return known
+        self._refreshes.inc()
+        return frozenset(known) | issued_task_ids(
+            self._bootstrap, self._topics.tasks(platform), self._registry
+        )
+
+
+def issued_task_ids(
+    bootstrap: str, topic: str, registry: SchemaRegistry, timeout_s: float = 30.0
+) -> frozenset[str]:
+    """Every task id on ``topic`` up to its end offset now (tasks are kept forever)."""
+    from kafka import TopicPartition
+
+    from connectors import kafka_client
+
+    consumer = kafka_client.consumer(bootstrap)
+    try:
+        parts = kafka_client.retrying(lambda: consumer.partitions_for_topic(topic)) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        ids: set[str] = set()
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} to offset {ends} took over {timeout_s}s")
+            for records in consumer.poll(timeout_ms=200).values():
+                for r in records:
+                    try:
+                        ids.add(str(registry.decode(r.value or b"", "task")[1]["task_id"]))
+                    except CodecError:
+                        continue  # omm's own output; an unreadable one names no task
+        return frozenset(ids)
+    finally:
+        consumer.close()
+
 
 class _FeedHealthFn(beam.DoFn):
     """What both feed-health stages share: their settings and a batch judge per worker."""
 
     def __init__(
-        self, topics: TopicNames, cfg: FeedHealthConfig, streaming: bool, config_dir: str | None
+        self,
+        topics: TopicNames,
+        cfg: FeedHealthConfig,
+        streaming: bool,
+        config_dir: str | None,
+        bootstrap: str | None = None,
     ):
         self._topics = topics
         self._cfg = cfg
         self._streaming = streaming
         self._config_dir = config_dir
+        self._bootstrap = bootstrap
 
     def setup(self) -> None:
-        self._batch_judge = _BatchJudge(self._topics, self._config_dir)
+        self._batch_judge = _BatchJudge(self._topics, self._config_dir, self._bootstrap)
 
 
 class _CheckFeedHealthFn(_FeedHealthFn):
@@ -290,9 +352,11 @@ class _FeedHealthStage(beam.PTransform):
         cfg: FeedHealthConfig,
         streaming: bool,
         config_dir: str | None = None,
+        bootstrap: str | None = None,
     ):
         super().__init__()
-        self._fn = self.fn(topics, cfg, streaming, config_dir)
+        # bootstrap: lets the takedown suite re-read omm.tasks.<platform> (see _BatchJudge)
+        self._fn = self.fn(topics, cfg, streaming, config_dir, bootstrap)
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         return rows | "ValidateBatches" >> beam.ParDo(self._fn).with_input_types(

@@ -6,6 +6,7 @@ import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -194,13 +195,11 @@ def _produce_acked(
         producer.close()
 
 
-def test_takedowns_naming_unknown_tasks_make_the_feed_unhealthy(kafka_bootstrap: str) -> None:
-    """Issue 9: the validator was built without the issued task ids, so a takedown naming a
-    task that does not exist passed as healthy. tmall answers tasks omm issued to it;
-    dangdang names a task omm never issued (and one issued to tmall, not to dangdang)."""
-    topics = fresh_namespace(PLATFORMS, kafka_bootstrap)
+def _takedowns_and_tasks(bootstrap: str, topics: Any) -> None:
+    """tmall answers tasks omm issued to it; dangdang names a task omm never issued and
+    one issued to tmall, not to dangdang."""
     _produce_acked(
-        kafka_bootstrap,
+        bootstrap,
         topics.tasks("tmall"),
         "task",
         [_task(f"t-tmall-{i}", "tmall") for i in range(5)],
@@ -214,8 +213,39 @@ def test_takedowns_naming_unknown_tasks_make_the_feed_unhealthy(kafka_bootstrap:
     ]
     for platform, notices in (("tmall", tmall), ("dangdang", dangdang)):
         _produce_acked(
-            kafka_bootstrap, topics.feed(platform, "takedowns"), "takedown", notices, "notice_id"
+            bootstrap, topics.feed(platform, "takedowns"), "takedown", notices, "notice_id"
         )
+
+
+def test_quarantine_mode_keeps_task_ids_in_state_and_holds_only_the_bad_feed(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Issue 9 on the stateful path: issued ids live in a SetState per platform|takedowns."""
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    suite_file = config / "expectations" / "takedowns.yaml"
+    suite = yaml.safe_load(suite_file.read_text(encoding="utf-8"))
+    suite["on_failure"] = "quarantine"
+    suite_file.write_text(yaml.safe_dump(suite, allow_unicode=True), encoding="utf-8")
+    topics = fresh_namespace(PLATFORMS, kafka_bootstrap)
+    _takedowns_and_tasks(kafka_bootstrap, topics)
+
+    accounts = ingest_until_idle(kafka_bootstrap, topics, PLATFORMS, config_dir=str(config))
+
+    bad, good = accounts["omm.feed.dangdang.takedowns"], accounts["omm.feed.tmall.takedowns"]
+    assert (bad.read, bad.valid, bad.quarantined, bad.dead) == (10, 0, 10, 0)
+    assert (good.read, good.valid, good.quarantined, good.dead) == (10, 10, 0, 0)
+    quarantined = read_all(kafka_bootstrap, topics.quarantine("takedown"))
+    assert len(quarantined) == 10
+    assert all("task_known" in m.headers["omm.quarantine.reason"] for m in quarantined)
+
+
+def test_takedowns_naming_unknown_tasks_make_the_feed_unhealthy(kafka_bootstrap: str) -> None:
+    """Issue 9: the validator was built without the issued task ids, so a takedown naming a
+    task that does not exist passed as healthy. tmall answers tasks omm issued to it;
+    dangdang names a task omm never issued (and one issued to tmall, not to dangdang)."""
+    topics = fresh_namespace(PLATFORMS, kafka_bootstrap)
+    _takedowns_and_tasks(kafka_bootstrap, topics)
 
     accounts = ingest_until_idle(kafka_bootstrap, topics, PLATFORMS)
 

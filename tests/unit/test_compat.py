@@ -414,3 +414,20 @@ def _context() -> RuleContext:
         currencies=frozenset({"CNY"}),
         platforms=frozenset({"tmall"}),
     )
+
+
+def test_a_model_integer_without_the_avro_bound_is_drift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that accepts 2**64 for an Avro long validates records the codec cannot
+    write (found by the fuzz suite): the drift check asks for the bound."""
+    from pydantic import Field
+
+    import schemas.drift
+    from schemas.models import ENTITY_MODELS, Listing
+
+    class Unbounded(Listing):
+        price_minor: int = Field(ge=0)
+
+    monkeypatch.setattr(schemas.drift, "ENTITY_MODELS", {**ENTITY_MODELS, "listing": Unbounded})
+    (drift,) = check_models()
+    assert drift.field == "price_minor"
+    assert "above the Avro long maximum 9223372036854775807" in drift.message
