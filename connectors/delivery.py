@@ -143,7 +143,7 @@ class OutageClock:
             raise BrokerUnavailable(
                 f"Kafka unreachable for {down:.0f}s while {self._what} "
                 f"(outage budget {self._budget_s:.0f}s, OMM_OUTAGE_BUDGET_S): giving up; "
-                f"nothing after the last committed offsets was lost, rerun to resume. "
+                f"nothing is lost, a rerun resumes from the last committed offsets. "
                 f"Last error: {reason}"
             )
         if not self._logged and down >= self._log_after_s:

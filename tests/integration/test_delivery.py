@@ -249,7 +249,8 @@ def test_streaming_ingest_gives_up_with_one_line_after_its_outage_budget(
 ) -> None:
     bootstrap = private_broker.bootstrap
     topics = _namespace(bootstrap)
-    produce_raw(bootstrap, topics.feed(PLATFORM, "listings"), _listings(500))
+    # a backlog big enough that the old reader also wrote before the outage began
+    produce_raw(bootstrap, topics.feed(PLATFORM, "listings"), _listings(20_000))
     home = tmp_path / "ingest"
     budget_s = 20
     proc = _omm(
@@ -260,7 +261,7 @@ def test_streaming_ingest_gives_up_with_one_line_after_its_outage_budget(
     )
     try:
         _wait_for(
-            lambda: _count(bootstrap, topics.valid("listing")) >= 500, 180, "ingest", proc, home
+            lambda: _count(bootstrap, topics.valid("listing")) >= 20_000, 240, "ingest", proc, home
         )
         private_broker.stop()
         # the budget, plus probes every few seconds, plus a generous margin for a loaded box
