@@ -176,9 +176,16 @@ def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
 
 
 def read_between(
-    bootstrap: str, start: dict[TopicPartition, int], end: dict[TopicPartition, int]
+    bootstrap: str,
+    start: dict[TopicPartition, int],
+    end: dict[TopicPartition, int],
+    in_write_order: bool = False,
 ) -> list[tuple[bytes, bytes]]:
-    """(key, value) of every record between two offset snapshots (what one run wrote)."""
+    """(key, value) of every record between two offset snapshots (what one run wrote).
+
+    Sorted by bytes, or (``in_write_order``) in offset order per partition, which
+    for one task id (one key, one partition) is the order it was written in.
+    """
     consumer = kafka_client.consumer(bootstrap)
     wanted = [tp for tp in end if end[tp] > start.get(tp, 0)]
     out: list[tuple[bytes, bytes]] = []
@@ -192,7 +199,7 @@ def read_between(
             for tp, records in consumer.poll(timeout_ms=200).items():
                 out.extend((r.key, r.value) for r in records if r.offset < end[tp])
     consumer.close()
-    return sorted(out)
+    return out if in_write_order else sorted(out)
 
 
 def enforce_run(
@@ -334,3 +341,44 @@ def test_other_partitions_and_results_first_give_the_same_tasks(
     got = normalised(records, resolve_positions(kafka_bootstrap, elsewhere))
     assert len(got) == len(expected)
     assert got == expected
+
+
+def in_force_ids(records: list[tuple[bytes, bytes]]) -> set[str]:
+    """Task ids whose last record (in write order) is ISSUED."""
+    latest: dict[str, str] = {}
+    for record in decoded(records):
+        if "task_id" in record:
+            latest[record["task_id"]] = record["state"]
+    return {tid for tid, state in latest.items() if state == "ISSUED"}
+
+
+def test_streaming_run_ends_with_the_same_tasks_in_force(
+    kafka_bootstrap: str,
+    namespace: TopicNames,
+    four_runs: list[tuple[int, EnforceAccount, list[tuple[bytes, bytes]]]],
+) -> None:
+    # Streaming decides as events arrive; with small polls the results are read
+    # before most removals, so it issues and then withdraws (late evidence).
+    before = end_offsets(kafka_bootstrap, output_topics(namespace))
+    job = EnforceJob(
+        bootstrap=kafka_bootstrap, topics=namespace, idle_timeout_s=IDLE_S, max_records_per_poll=3
+    )
+    account = run_enforce(job, pipeline_args_with_defaults(None, streaming=True))
+    assert account.balanced, account
+    records = read_between(
+        kafka_bootstrap,
+        before,
+        end_offsets(kafka_bootstrap, output_topics(namespace)),
+        in_write_order=True,
+    )
+    print(
+        f"streaming poll=3: tasks={account.tasks} withdrawn={account.withdrawn} "
+        f"records={len(records)}"
+    )
+    # a bounded run never issues again what it withdrew: in force = issued, not withdrawn
+    states: dict[str, set[str]] = {}
+    for record in decoded(four_runs[0][2]):
+        if "task_id" in record:
+            states.setdefault(record["task_id"], set()).add(record["state"])
+    expected = {tid for tid, seen in states.items() if seen == {"ISSUED"}}
+    assert expected and in_force_ids(records) == expected
