@@ -45,7 +45,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> FaultReport:
         seed=SEED,
         kills=10,
         broker_restarts=1,
-        outage_s=10.0,
+        outage_s=30.0,
         listings_per_platform=16,
         waves=5,
     )
