@@ -11,6 +11,21 @@ commits the source offsets of what it wrote: at-least-once, nothing committed
 that is not safely on its output topics. Downstream outputs are keyed, so a
 replay after a crash rewrites the same keys.
 
+What a crash replays is what the bundle in flight read, so the reader bounds
+a bundle: once it has handed out ``commit_every_records`` records, or
+``commit_every_s`` seconds have passed since the bundle started (downstream
+work included: the stages are fused), it defers every partition untouched
+and the runner ends the bundle, which flushes and commits. A catch-up over a
+large backlog therefore commits every few seconds instead of once at the end
+of a bundle covering the whole backlog.
+
+Through a broker outage the reader polls on (an empty poll is not an error),
+checks every few idle seconds whether the broker answers at all, logs when it
+does not and when it is back, and gives up (``BrokerUnavailable``) after the
+outage budget. On an operator's stop (:func:`connectors.delivery.request_stop`)
+every partition's restriction ends at its next turn, so the pipeline finishes
+its bundles, flushes, commits and returns.
+
 Runner-agnostic: nothing here relies on FnApiRunner; on a cluster runner the
 offset commit happens when the bundle completes, as it does here.
 """
@@ -33,7 +48,7 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from connectors import kafka_client
+from connectors import delivery, kafka_client
 from connectors.fetcher import PartitionFetcher
 from connectors.records import KafkaRecord, OutboundMessage
 from connectors.sink import KafkaSink
@@ -97,17 +112,39 @@ class _ReadPartitionFn(beam.DoFn):
         idle_timeout_s: float | None,
         max_records_per_poll: int,
         poll_timeout_ms: int,
+        policy: delivery.DeliveryPolicy,
     ) -> None:
         self._bootstrap = bootstrap
         self._read_id = read_id
         self._idle_timeout_s = idle_timeout_s
         self._max_records = max_records_per_poll
         self._poll_timeout_ms = poll_timeout_ms
+        self._policy = policy
         self._fetcher: PartitionFetcher | None = None
+        self._outage: delivery.OutageClock | None = None
         self._records_read = Metrics.counter("kafka_read", "records")
+        self._bundle_started: float | None = None
+        self._bundle_records = 0
 
     def setup(self) -> None:
         self._fetcher = PartitionFetcher(self._bootstrap, client_id=f"omm-read-{self._read_id[:8]}")
+        self._outage = delivery.OutageClock(
+            f"reading ({self._bootstrap})",
+            self._policy.outage_budget_s,
+            self._policy.outage_log_after_s,
+        )
+
+    def start_bundle(self) -> None:
+        self._bundle_started = None
+        self._bundle_records = 0
+
+    def _bundle_budget(self, now: float) -> int:
+        """Records this bundle may still read (0: end the bundle so its outputs get committed)."""
+        if self._bundle_started is None:
+            self._bundle_started = now
+        if now - self._bundle_started >= self._policy.commit_every_s:
+            return 0
+        return max(0, self._policy.commit_every_records - self._bundle_records)
 
     def teardown(self) -> None:
         if self._fetcher is not None:
@@ -122,10 +159,19 @@ class _ReadPartitionFn(beam.DoFn):
         tracker: Any = _RESTRICTION_PARAM,
         watermark: Any = _WATERMARK_PARAM,
     ) -> Iterator[Any]:
-        assert self._fetcher is not None
+        assert self._fetcher is not None and self._outage is not None
         start = tracker.current_restriction().start
+        if delivery.stop_requested():
+            # Claiming the last position ends this partition's restriction.
+            tracker.try_claim(_END - 1)
+            return
+        budget = self._bundle_budget(time.monotonic())
+        if budget == 0:
+            # untouched, for the next bundle: this one ends and gets committed
+            tracker.defer_remainder()
+            return
         records = self._fetcher.take(
-            seed.topic, seed.partition, start, self._max_records, self._poll_timeout_ms
+            seed.topic, seed.partition, start, min(self._max_records, budget), self._poll_timeout_ms
         )
         idle_key = (self._read_id, seed.topic, seed.partition)
         now = time.monotonic()
@@ -134,10 +180,19 @@ class _ReadPartitionFn(beam.DoFn):
         if records:
             with _IDLE_LOCK:
                 _IDLE_SINCE.pop(idle_key, None)
+            self._outage.ok()
             newest = records[0].timestamp
-            for rec in records:
+            deadline = (self._bundle_started or now) + self._policy.commit_every_s
+            claimed = 0
+            for i, rec in enumerate(records):
+                if i and time.monotonic() >= deadline:
+                    # downstream work made the bundle long: leave the rest for the next one
+                    self._fetcher.unread(rec.topic, rec.partition, records[i:])
+                    break
                 if not tracker.try_claim(rec.offset):
                     return
+                self._bundle_records += 1
+                claimed += 1
                 newest = max(newest, rec.timestamp)
                 yield TimestampedValue(
                     KafkaRecord(
@@ -156,10 +211,15 @@ class _ReadPartitionFn(beam.DoFn):
             current = watermark.current_watermark()
             if current is None or ts > current:
                 watermark.set_watermark(ts)
-            self._records_read.inc(len(records))
+            self._records_read.inc(claimed)
             tracker.defer_remainder()
             return
-        # Nothing new: an idle partition must not hold back event time downstream.
+        # Nothing new: quiet, or the broker is gone. Ask it now and then; the
+        # clock logs an outage and raises BrokerUnavailable once the budget is spent.
+        self._fetcher.check_broker(
+            self._outage, self._policy.outage_log_after_s / 2, self._policy.probe_timeout_ms
+        )
+        # An idle partition must not hold back event time downstream.
         idle_wm = Timestamp.now() - Duration(seconds=1)
         current = watermark.current_watermark()
         if current is None or idle_wm > current:
@@ -208,6 +268,8 @@ class ReadFromKafka(beam.PTransform):
         self._idle_timeout_s = idle_timeout_s
         self._max_records = max_records_per_poll
         self._poll_timeout_ms = poll_timeout_ms
+        # captured now, so it travels with the DoFn to whichever worker runs it
+        self._policy = delivery.policy()
 
     def seeds(self) -> list[PartitionSeed]:
         parts = kafka_client.partitions_for(self._bootstrap, self._topics)
@@ -237,6 +299,7 @@ class ReadFromKafka(beam.PTransform):
                     self._idle_timeout_s,
                     self._max_records,
                     self._poll_timeout_ms,
+                    self._policy,
                 )
             )
         )
@@ -249,17 +312,19 @@ class _WriteFn(beam.DoFn):
         bootstrap: str,
         commit_group: str | None,
         producer_config: dict[str, Any],
+        policy: delivery.DeliveryPolicy,
     ):
         self._sink_id = sink_id
         self._bootstrap = bootstrap
         self._commit_group = commit_group
         self._producer_config = producer_config
+        self._policy = policy
         self._written = Metrics.counter("kafka_write", "records")
         self._sink: KafkaSink | None = None
 
     def setup(self) -> None:
         self._sink = KafkaSink.acquire(
-            self._sink_id, self._bootstrap, self._commit_group, self._producer_config
+            self._sink_id, self._bootstrap, self._commit_group, self._producer_config, self._policy
         )
 
     def teardown(self) -> None:
@@ -298,8 +363,15 @@ class WriteToKafka(beam.PTransform):
         self._commit_group = commit_group
         self._producer_config = producer_config or {}
         self._sink_id = sink or uuid.uuid4().hex
+        self._policy = delivery.policy()
 
     def expand(self, messages: beam.PCollection) -> beam.PCollection:
         return messages | "Produce" >> beam.ParDo(
-            _WriteFn(self._sink_id, self._bootstrap, self._commit_group, self._producer_config)
+            _WriteFn(
+                self._sink_id,
+                self._bootstrap,
+                self._commit_group,
+                self._producer_config,
+                self._policy,
+            )
         )

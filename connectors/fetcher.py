@@ -8,17 +8,24 @@ keeps what it got in per-partition buffers until that partition's reader
 asks. Memory stays bounded because a reader fills only while the buffers
 together hold less than ``max_buffered`` records (pausing busy partitions
 instead was tried: a partition could stay paused with its reader waiting).
+
+An empty poll means "nothing new" or "broker gone" alike (kafka-python's
+consumer reconnects quietly), so an idle reader asks :meth:`check_broker`
+now and then, which forces a fresh metadata round trip on a spare consumer.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 
 from connectors import kafka_client
+from connectors.delivery import OutageClock
 
 
 class PartitionFetcher:
@@ -30,6 +37,9 @@ class PartitionFetcher:
         self._buffers: dict[TopicPartition, deque[ConsumerRecord]] = {}
         # next offset the consumer will fetch for each assigned partition
         self._fetch_pos: dict[TopicPartition, int] = {}
+        # when records last arrived or the broker last answered a probe
+        self._alive_at = time.monotonic()
+        self._probed_at = 0.0
 
     def close(self) -> None:
         self._consumer.close()
@@ -68,6 +78,10 @@ class PartitionFetcher:
             timeout = 0  # take what is already fetched, do not wait for more
         return [buffer.popleft() for _ in range(min(max_records, len(buffer)))]
 
+    def unread(self, topic: str, partition: int, records: list[ConsumerRecord]) -> None:
+        """Put back records taken but not used, so the next take starts with them."""
+        self._buffers[TopicPartition(topic, partition)].extendleft(reversed(records))
+
     def _buffered(self) -> int:
         return sum(len(b) for b in self._buffers.values())
 
@@ -82,10 +96,33 @@ class PartitionFetcher:
         end = self._consumer.highwater(tp)
         if end is None:
             # no fetch answered since (re)assignment: ask a consumer with nothing in flight
-            if self._probe is None:
-                self._probe = kafka_client.consumer(self._bootstrap, client_id="omm-read-probe")
-            end = self._probe.end_offsets([tp])[tp]
+            end = self._spare().end_offsets([tp])[tp]
         return bool(offset >= end)
+
+    def _spare(self) -> KafkaConsumer:
+        if self._probe is None:
+            self._probe = kafka_client.consumer(self._bootstrap, client_id="omm-read-probe")
+        return self._probe
+
+    def check_broker(self, clock: OutageClock, every_s: float, timeout_ms: int) -> None:
+        """Tell ``clock`` whether the broker answers, at most once per ``every_s`` of quiet.
+
+        Records arriving prove it alive, so a busy reader never probes. The
+        clock logs the outage and raises once its budget is spent.
+        """
+        now = time.monotonic()
+        if now - self._alive_at < every_s or now - self._probed_at < every_s:
+            return
+        self._probed_at = now
+        try:
+            self._spare().bootstrap(timeout_ms=timeout_ms, refresh=True)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            clock.failing(f"no metadata answer within {timeout_ms} ms ({exc})")
+            return
+        self._alive_at = time.monotonic()
+        clock.ok()
 
     def _fill(self, timeout_ms: int) -> bool:
         """Poll once into the buffers; whether anything arrived."""
@@ -96,4 +133,7 @@ class PartitionFetcher:
             buffer = self._buffers[tp]
             buffer.extend(records)
             self._fetch_pos[tp] = records[-1].offset + 1
-        return any(polled.values())
+        if any(polled.values()):
+            self._alive_at = time.monotonic()
+            return True
+        return False

@@ -1,30 +1,36 @@
 """kafka-python clients with the settings omm relies on, in one place.
 
 Producers are tuned for throughput with durability (acks=all, batching,
-zstd); consumers never auto-commit, because offsets are committed only after
-the outputs of what was read are flushed (DESIGN.md §4, Delivery).
+zstd) and retry a send until the delivery timeout of the current
+:class:`~connectors.delivery.DeliveryPolicy` passes, as Kafka's own producer
+does (no retry count: a fixed count of 100 ms retries gave up half a second
+into a leader election). Consumers never auto-commit, because offsets are
+committed only after the outputs of what was read are flushed (DESIGN.md §4,
+Delivery).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, NoError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from connectors import delivery
 from omm.config import ResolvedTopic
 
+# No "retries": kafka-python's default is unbounded, and the delivery timeout
+# (from the policy, see producer()) is what bounds a send, as in Kafka's own.
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "linger_ms": 20,
     "batch_size": 256 * 1024,
     "compression_type": "zstd",
     "max_request_size": 4 * 1024 * 1024,
-    "retries": 5,
 }
 
 CONSUMER_DEFAULTS: dict[str, Any] = {
@@ -37,52 +43,110 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 
 
 def producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
+    timing = delivery.policy().producer_config()
     return KafkaProducer(
-        bootstrap_servers=bootstrap.split(","), **{**PRODUCER_DEFAULTS, **overrides}
+        bootstrap_servers=bootstrap.split(","), **{**PRODUCER_DEFAULTS, **timing, **overrides}
     )
 
 
 def consumer(bootstrap: str, group_id: str | None = None, **overrides: Any) -> KafkaConsumer:
+    timing = delivery.policy().client_config()
     return KafkaConsumer(
         bootstrap_servers=bootstrap.split(","),
         group_id=group_id,
-        **{**CONSUMER_DEFAULTS, **overrides},
+        **{**CONSUMER_DEFAULTS, **timing, **overrides},
     )
 
 
-def admin(bootstrap: str) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="omm-admin")
+def admin(bootstrap: str, **overrides: Any) -> KafkaAdminClient:
+    settings = {"client_id": "omm-admin", **delivery.policy().client_config(), **overrides}
+    return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), **settings)
 
 
-def create_topics(bootstrap: str, topics: Iterable[ResolvedTopic], prefix: str = "") -> list[str]:
-    """Create the topics that do not exist yet and wait for their leaders; return those created.
+def create_topics(
+    bootstrap: str,
+    topics: Iterable[ResolvedTopic],
+    prefix: str = "",
+    leader_wait_s: float | None = None,
+) -> list[str]:
+    """Create the topics that do not exist yet, wait until every partition of every
+    wanted topic (new or not) has a leader; return those created.
 
     Idempotent: existing topics are left alone (their settings are not changed).
+    Waiting for existing topics too matters: a topic another process has just
+    created exists before its partitions have leaders, and a producer writing
+    then gets NotLeaderForPartition.
     """
+    wait_s = delivery.policy().leader_wait_s if leader_wait_s is None else leader_wait_s
+    all_wanted = [prefix + t.name for t in topics]
+    specs = {
+        prefix + t.name: {
+            "num_partitions": t.partitions,
+            "replication_factor": t.replication_factor,
+            "configs": t.kafka_config(),
+        }
+        for t in topics
+    }
     client = admin(bootstrap)
     try:
         existing = set(client.list_topics())
-        wanted = {
-            prefix + t.name: {
-                "num_partitions": t.partitions,
-                "replication_factor": t.replication_factor,
-                "configs": t.kafka_config(),
-            }
-            for t in topics
-            if prefix + t.name not in existing
-        }
-        if not wanted:
-            return []
-        try:
-            client.create_topics(wanted, wait_for_metadata=True)
-        except TopicAlreadyExistsError:
-            # another process created some concurrently: create the rest one by one
-            for name, spec in wanted.items():
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    client.create_topics({name: spec}, wait_for_metadata=True)
+        wanted = {name: spec for name, spec in specs.items() if name not in existing}
+        if wanted:
+            try:
+                client.create_topics(wanted, wait_for_metadata=False)
+            except TopicAlreadyExistsError:
+                # another process created some concurrently: create the rest one by one
+                for name, spec in wanted.items():
+                    with contextlib.suppress(TopicAlreadyExistsError):
+                        client.create_topics({name: spec}, wait_for_metadata=False)
+        wait_for_leaders(client, all_wanted, wait_s)
         return sorted(wanted)
     finally:
         client.close()
+
+
+class LeadersNotReady(RuntimeError):
+    pass
+
+
+def leaderless_partitions(client: KafkaAdminClient, topics: list[str]) -> list[str]:
+    """``topic/partition`` (or ``topic``) of every wanted partition without a leader yet."""
+    missing: list[str] = []
+    described = {t["name"]: t for t in client.describe_topics(topics)}
+    for name in topics:
+        topic = described.get(name)
+        if topic is None or topic.get("error_code", 0) != 0 or not topic.get("partitions"):
+            missing.append(name)
+            continue
+        missing.extend(
+            f"{name}/{p['partition_index']}"
+            for p in topic["partitions"]
+            if p.get("error_code", 0) != 0 or p.get("leader_id", -1) < 0
+        )
+    return missing
+
+
+def wait_for_leaders(client: KafkaAdminClient, topics: list[str], timeout_s: float) -> None:
+    """Poll metadata until every partition of ``topics`` has a leader, up to ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            missing = leaderless_partitions(client, topics)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            missing = [f"metadata unavailable ({exc})"]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+            raise LeadersNotReady(
+                f"{len(missing)} partition(s) still without a leader after {timeout_s:.0f}s: "
+                f"{shown} (is the broker overloaded? raise OMM_LEADER_WAIT_S)"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def partitions_for(bootstrap: str, topics: Iterable[str]) -> dict[str, list[int]]:
@@ -118,7 +182,10 @@ def committed_offsets(
     wanted = set(topics)
     client = admin(bootstrap)
     try:
-        offsets = retrying(lambda: client.list_group_offsets({group_id: None}).get(group_id, {}))
+        offsets = delivery.ride_out(
+            lambda: client.list_group_offsets({group_id: None}).get(group_id, {}),
+            f"reading the committed offsets of group {group_id!r}",
+        )
     finally:
         client.close()
     return {
@@ -129,37 +196,33 @@ def committed_offsets(
 
 
 def commit_offsets(
-    client: KafkaAdminClient, group_id: str, positions: dict[tuple[str, int], int]
+    client: KafkaAdminClient,
+    group_id: str,
+    positions: dict[tuple[str, int], int],
+    policy: delivery.DeliveryPolicy | None = None,
 ) -> None:
-    """Commit next-offsets for a group that reads by assignment (no members, so no generation)."""
-    errors = retrying(
-        lambda: client.alter_group_offsets(
-            group_id,
-            {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in positions.items()},
-        )
-    )
-    failed = {tp: err for tp, err in errors.items() if err is not NoError}
+    """Commit next-offsets for a group that reads by assignment (no members, so no generation).
+
+    Retried through a broker outage, up to the policy's outage budget.
+    """
+    offsets = {
+        TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in positions.items()
+    }
+
+    def attempt() -> dict[TopicPartition, Any]:
+        errors = client.alter_group_offsets(group_id, offsets)
+        failed = {tp: err for tp, err in errors.items() if err is not NoError}
+        # Per-partition errors come back as values, not raised: a coordinator
+        # moving or loading after a broker restart must be retried like an outage.
+        retriable = [err for err in failed.values() if getattr(err, "retriable", False)]
+        if retriable:
+            raise retriable[0](f"offset commit for group {group_id!r}: {failed}")
+        return failed
+
+    failed = delivery.ride_out(attempt, f"committing offsets of group {group_id!r}", policy)
     if failed:
         raise CommitFailed(f"offset commit for group {group_id!r} failed: {failed}")
 
 
 class CommitFailed(RuntimeError):
     pass
-
-
-T = TypeVar("T")
-
-
-def retrying(call: Callable[[], T], timeout_s: float = 30.0) -> T:
-    """Retry a call while Kafka says the error is transient (a coordinator still
-    loading on a fresh broker, a leader moving), up to ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.05
-    while True:
-        try:
-            return call()
-        except KafkaError as exc:
-            if not exc.retriable or time.monotonic() >= deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)

@@ -7,16 +7,24 @@ finishes). Instead each branch ends in its own writer, and the writers share
 this sink: all of a bundle's elements are processed before any writer's
 ``finish_bundle``, so the first one to finish flushes everything the bundle
 sent, from both branches, and only then commits the source offsets.
+
+Through a broker outage the sink waits rather than fails: its producer keeps
+every record of the bundle for the whole outage budget (retried in order),
+a send that blocks on metadata is tried again, and the commit is retried;
+the log says when Kafka went away and when it came back. Only when the
+budget is spent does it raise :class:`~connectors.delivery.BrokerUnavailable`.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, ClassVar
 
 from kafka import KafkaAdminClient, KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
 
-from connectors import kafka_client
+from connectors import delivery, kafka_client
 from connectors.records import OutboundMessage
 
 
@@ -28,8 +36,18 @@ class KafkaSink:
     _shared: ClassVar[dict[str, tuple[KafkaSink, int]]] = {}
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, bootstrap: str, commit_group: str | None, producer_config: dict[str, Any]):
-        self._producer: KafkaProducer = kafka_client.producer(bootstrap, **producer_config)
+    def __init__(
+        self,
+        bootstrap: str,
+        commit_group: str | None,
+        producer_config: dict[str, Any],
+        policy: delivery.DeliveryPolicy | None = None,
+    ):
+        self._policy = policy or delivery.policy()
+        self._bootstrap = bootstrap
+        self._producer: KafkaProducer = kafka_client.producer(
+            bootstrap, **{**self._policy.producer_config(streaming=True), **producer_config}
+        )
         self._admin: KafkaAdminClient | None = (
             kafka_client.admin(bootstrap) if commit_group else None
         )
@@ -41,12 +59,17 @@ class KafkaSink:
 
     @classmethod
     def acquire(
-        cls, sink_id: str, bootstrap: str, commit_group: str | None, producer_config: dict[str, Any]
+        cls,
+        sink_id: str,
+        bootstrap: str,
+        commit_group: str | None,
+        producer_config: dict[str, Any],
+        policy: delivery.DeliveryPolicy | None = None,
     ) -> KafkaSink:
         with cls._registry_lock:
             sink, users = cls._shared.get(sink_id, (None, 0))
             if sink is None:
-                sink = cls(bootstrap, commit_group, producer_config)
+                sink = cls(bootstrap, commit_group, producer_config, policy)
             cls._shared[sink_id] = (sink, users + 1)
             return sink
 
@@ -62,10 +85,32 @@ class KafkaSink:
             else:
                 cls._shared[sink_id] = (sink, users - 1)
 
-    def send(self, message: OutboundMessage) -> None:
-        future = self._producer.send(
-            message.topic, key=message.key, value=message.value, headers=list(message.headers)
+    def _outage(self, what: str, since: float | None = None) -> delivery.OutageClock:
+        return delivery.OutageClock(
+            f"{what} ({self._bootstrap})",
+            self._policy.outage_budget_s,
+            self._policy.outage_log_after_s,
+            since,
         )
+
+    def send(self, message: OutboundMessage) -> None:
+        # send() blocks while it has no metadata for the topic (or no buffer
+        # room): during an outage that is a KafkaTimeoutError after
+        # send_block_s, tried again until the outage budget is spent.
+        clock = self._outage(f"writing to {message.topic}")
+        while True:
+            try:
+                future = self._producer.send(
+                    message.topic,
+                    key=message.key,
+                    value=message.value,
+                    headers=list(message.headers),
+                )
+            except KafkaTimeoutError as exc:
+                clock.failing(exc)
+                continue
+            clock.ok()
+            break
         future.add_errback(self._failures.append)
         with self._lock:
             self._pending += 1
@@ -74,22 +119,46 @@ class KafkaSink:
                 if offset > self._positions.get((topic, partition), -1):
                     self._positions[(topic, partition)] = offset
 
+    def _flush(self) -> None:
+        """Wait until every send so far is acknowledged or has failed, saying so in an outage."""
+        clock = self._outage("waiting for write acknowledgements", since=time.monotonic())
+        slice_s = self._policy.outage_log_after_s / 2
+        while True:
+            try:
+                self._producer.flush(timeout=slice_s)
+            except KafkaTimeoutError:
+                # Not acknowledged yet: the producer itself keeps retrying
+                # (its delivery timeout covers the outage budget).
+                clock.failing("no acknowledgement")
+                continue
+            clock.ok()
+            return
+
     def flush_and_commit(self) -> int:
         """Flush every send so far; then commit the sources written. Returns records flushed."""
         with self._lock:
             positions, self._positions = self._positions, {}
             flushed, self._pending = self._pending, 0
-        self._producer.flush()
+        self._flush()
         if self._failures:
             failures, self._failures = self._failures, []
-            # Raising fails the bundle; the runner retries it and nothing of it
-            # is committed: at-least-once.
+            expired = [f for f in failures if isinstance(f, KafkaError) and f.retriable]
+            if expired and len(expired) == len(failures):
+                # the producer retried for its whole delivery timeout (>= the outage budget)
+                raise delivery.BrokerUnavailable(
+                    f"Kafka did not acknowledge {len(failures)} writes within "
+                    f"{self._policy.outage_budget_s:.0f}s ({self._bootstrap}, outage budget "
+                    f"OMM_OUTAGE_BUDGET_S): giving up; nothing of them was committed, "
+                    f"rerun to resume. Last error: {failures[-1]!r}"
+                )
+            # Raising fails the bundle; nothing of it is committed: at-least-once.
             raise WriteFailed(f"{len(failures)} Kafka writes failed: {failures[0]!r}")
         if self._commit_group and positions and self._admin is not None:
             kafka_client.commit_offsets(
                 self._admin,
                 self._commit_group,
                 {tp: offset + 1 for tp, offset in positions.items()},
+                self._policy,
             )
         return flushed
 

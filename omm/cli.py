@@ -248,7 +248,12 @@ def run_ingest_cmd(
     pipeline_args: PipelineArgs = None,
 ) -> None:
     """Validate the platform and regulator feeds into omm.valid.*; bad records to DLQ + feedback."""
-    accounts = run_ingest_job(_bootstrap(bootstrap), prefix, platforms, until_idle, pipeline_args)
+    servers = _bootstrap(bootstrap)
+    [accounts] = _run_stages(
+        [("ingest", lambda: run_ingest_job(servers, prefix, platforms, until_idle, pipeline_args))]
+    )
+    if accounts is None:  # stopped by the operator before the pipeline returned
+        return
     print_accounts(accounts)
     if any(not a.balanced for a in accounts):
         raise typer.Exit(1)
@@ -291,7 +296,12 @@ def run_enforce_cmd(
     pipeline_args: PipelineArgs = None,
 ) -> None:
     """Join failed results with live listings: tasks to omm.tasks.<platform>, reviews to review."""
-    account = run_enforce_job(_bootstrap(bootstrap), prefix, until_idle, pipeline_args)
+    servers = _bootstrap(bootstrap)
+    [account] = _run_stages(
+        [("enforce", lambda: run_enforce_job(servers, prefix, until_idle, pipeline_args))]
+    )
+    if account is None:
+        return
     print_enforce_account(account)
     if not account.balanced:
         raise typer.Exit(1)
@@ -316,22 +326,31 @@ def run_all_cmd(
         if not enforce_account.balanced or any(not a.balanced for a in accounts):
             raise typer.Exit(1)
         return
-    import threading
-
     # one spinner only: rich allows a single live display at a time
     console.print("ingest and enforce streaming side by side (Ctrl-C to stop)…")
-    stages = [
-        threading.Thread(
-            target=run_ingest_job, args=(servers, prefix, None, None, None, True), name="ingest"
-        ),
-        threading.Thread(
-            target=run_enforce_job, args=(servers, prefix, None, None, True), name="enforce"
-        ),
-    ]
-    for stage in stages:
-        stage.start()
-    for stage in stages:
-        stage.join()
+    _run_stages(
+        [
+            ("ingest", lambda: run_ingest_job(servers, prefix, None, None, None, True)),
+            ("enforce", lambda: run_enforce_job(servers, prefix, None, None, True)),
+        ]
+    )
+
+
+def _run_stages(stages: list[tuple[str, Any]]) -> list[Any]:
+    """Run pipelines until done or stopped (Ctrl-C stops them cleanly: omm.runner)."""
+    from connectors.delivery import BrokerUnavailable
+    from omm.runner import Stage, StageFailed, run_stages
+
+    try:
+        return run_stages([Stage(n, f) for n, f in stages], get_settings().stop_grace_s)
+    except StageFailed as exc:
+        if not isinstance(exc.error, BrokerUnavailable):
+            raise exc.error from None
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    except TimeoutError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from exc
 
 
 def run_enforce_job(

@@ -15,6 +15,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors import delivery
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,6 +41,49 @@ class Settings(BaseSettings):
     # environment, or generated once into <home>/pseudonym.key.
     pseudonym_key: SecretStr | None = None
 
+    # ---- delivery: retries, broker outages, commit cadence (connectors.delivery)
+    delivery_timeout_s: float = Field(
+        default=delivery.DeliveryPolicy.delivery_timeout_s,
+        description="A send is retried (leader moving, broker busy) until this passes.",
+    )
+    retry_backoff_ms: int = Field(default=delivery.DeliveryPolicy.retry_backoff_ms)
+    reconnect_backoff_max_ms: int = Field(
+        default=delivery.DeliveryPolicy.reconnect_backoff_max_ms,
+        description="Longest wait between reconnects: how soon a client sees the broker back.",
+    )
+    outage_budget_s: float = Field(
+        default=delivery.DeliveryPolicy.outage_budget_s,
+        description="A streaming pipeline rides out a broker outage this long, then gives up.",
+    )
+    leader_wait_s: float = Field(
+        default=delivery.DeliveryPolicy.leader_wait_s,
+        description="`omm topics create` waits this long for every partition to have a leader.",
+    )
+    commit_every_records: int = Field(
+        default=delivery.DeliveryPolicy.commit_every_records,
+        description="A reader's bundle ends (outputs flushed, offsets committed) after this many.",
+    )
+    commit_every_s: float = Field(
+        default=delivery.DeliveryPolicy.commit_every_s,
+        description="... or after this many seconds: what a crash replays at most, roughly.",
+    )
+
+    stop_grace_s: float = Field(
+        default=60.0,
+        description="After Ctrl-C, how long `omm run` waits for pipelines to flush and commit.",
+    )
+
+    def delivery_policy(self) -> delivery.DeliveryPolicy:
+        return delivery.DeliveryPolicy(
+            delivery_timeout_s=self.delivery_timeout_s,
+            retry_backoff_ms=self.retry_backoff_ms,
+            reconnect_backoff_max_ms=self.reconnect_backoff_max_ms,
+            outage_budget_s=self.outage_budget_s,
+            leader_wait_s=self.leader_wait_s,
+            commit_every_records=self.commit_every_records,
+            commit_every_s=self.commit_every_s,
+        )
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _strip_bootstrap(cls, value: str) -> str:
@@ -55,6 +100,10 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+# Every Kafka client omm makes takes its timing from the operator's settings.
+delivery.use_policy(lambda: get_settings().delivery_policy())
 
 
 def pseudonym_key(settings: Settings | None = None) -> bytes:

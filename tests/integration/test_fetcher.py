@@ -39,3 +39,24 @@ def test_interleaved_readers_get_every_record_in_order_with_a_small_buffer(
         assert not fetcher.caught_up(topic, 0, 8)
     finally:
         fetcher.close()
+
+
+def test_records_put_back_are_taken_first_without_a_refetch(
+    kafka_bootstrap: str, unique_topic
+) -> None:
+    """A reader that ends its bundle mid-poll hands the rest back (connectors.beam_io)."""
+    topic = unique_topic("unread", partitions=1)
+    produce_raw(kafka_bootstrap, topic, ((None, b"v%d" % i) for i in range(100)))
+    fetcher = PartitionFetcher(kafka_bootstrap, client_id="t")
+    try:
+        got: list = []
+        deadline_rounds = 200
+        while len(got) < 10 and deadline_rounds:
+            got += fetcher.take(topic, 0, len(got), max_records=10 - len(got), timeout_ms=100)
+            deadline_rounds -= 1
+        assert [r.offset for r in got] == list(range(10))
+        fetcher.unread(topic, 0, got[4:])
+        again = fetcher.take(topic, 0, 4, max_records=6, timeout_ms=0)
+        assert [r.offset for r in again] == list(range(4, 10))
+    finally:
+        fetcher.close()
