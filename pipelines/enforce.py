@@ -2,14 +2,26 @@
 
     ReadValid -> DecodeFacts -> KeyByProduct -> JoinResultsAndListings -> ToTopics -> WriteTasks
 
-One reader feeds both inputs (omm.valid.listings and omm.valid.inspections)
-so the stateful join runs live (BEAM-NOTES: a Flatten of two readers would
-hold everything until they finish). Per product key the state holds the
-listing observations (a bag, folded to the live ones when a result needs
-them) and the results; a result finds every live listing, a listing finds
-every active result (re-listing prevention), an overturned result withdraws
-the tasks it caused. Task ids are deterministic, so a replay re-emits the
-same tasks under the same keys.
+One reader feeds both inputs (omm.valid.listings and omm.valid.inspections).
+Per product key, :mod:`pipelines.rules.enforcement` folds the listing
+observations and results into tasks by event time: a result meets a listing
+that was on sale when the result was published (or is put back on sale
+after), an overturned result withdraws the tasks it caused. Task ids are
+deterministic.
+
+Two ways to run the fold, chosen by ``EnforceJob.in_event_order`` (by default:
+bounded batch runs in event order, everything else as events arrive):
+
+- in event order (bounded): a GroupByKey holds each key's events until the
+  read ends, then they are folded sorted by event time. The records written
+  are a function of the inputs alone, whatever the partitions and the read
+  order, so a replay writes the same tasks, byte for byte. Nothing is emitted
+  before the read ends.
+- as events arrive (streaming): the fold runs live over Beam state (the
+  stateful stage stays fused with the reader, so it works live). It cannot wait for
+  the future: an observation read after a result it precedes is late
+  evidence, and a task that evidence shows was never due is withdrawn with a
+  reason saying so. The tasks in force end the same as in event order.
 
 State recovery: Beam state lives in the runner. On the FnApiRunner it dies
 with the process, so every run reads both inputs from the earliest offsets
@@ -21,7 +33,7 @@ committed offsets there instead (``start="committed"``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +42,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec
 
 from connectors.beam_io import ReadFromKafka, WriteToKafka
@@ -39,30 +51,28 @@ from omm.settings import get_settings
 from omm.topics import TopicNames
 from pipelines.dead_letters import DeadLetter, ToDeadLetters
 from pipelines.rules.enforcement import (
+    REVIEW,
+    TASK,
+    Emitted,
     EnforcementConfig,
+    JoinEvent,
+    JoinState,
     ListingFact,
-    PairOutcome,
     ResultFact,
-    compacted,
-    decide,
-    ever_active,
+    compact_observations,
+    fold_in_event_order,
     listing_fact,
     listing_keys,
-    live_listings,
     load_enforcement_config,
     result_fact,
     result_keys,
-    scope_of,
-    withdrawals,
+    step,
 )
-from pipelines.rules.enforcement import Scope as _Scope
 from schemas.registry import CodecError, SchemaRegistry
 
 STAGE = "enforce"
 CONNECTOR = "omm-enforce"
 DEAD = "dead_letter"
-# results state: "<id>" -> latest version; "issued-as:<id>" -> the version an overturn undoes
-_ISSUED_AS = "issued-as:"
 UNKEYED = "unkeyed"
 
 
@@ -125,8 +135,85 @@ class _DecodeFactsFn(beam.DoFn):
             yield (key, fact)
 
 
-class _JoinFn(beam.DoFn):
-    """Per product key: listings x results, from both sides."""
+def _out(emitted: Emitted) -> TaskOut | ReviewOut:
+    kind, record = emitted
+    return TaskOut(record) if kind == TASK else ReviewOut(record)
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self._tasks = Metrics.counter(STAGE, "tasks")
+        self._reviews = Metrics.counter(STAGE, "reviews")
+        self._withdrawn = Metrics.counter(STAGE, "withdrawn")
+
+    def count(self, emitted: Emitted) -> None:
+        kind, record = emitted
+        if kind == REVIEW:
+            self._reviews.inc()
+        elif record["state"] == "WITHDRAWN":
+            self._withdrawn.inc()
+        else:
+            self._tasks.inc()
+
+
+class _FoldInEventOrderFn(beam.DoFn):
+    """Bounded runs: all of a key's events at once, folded in event-time order.
+
+    The GroupByKey before this step is the listing side's watermark for a
+    bounded read: a result is decided only once every observation has been
+    read, so no DELIST goes out for a listing whose removal was read late.
+    """
+
+    def __init__(self, config_dir: str | None):
+        self._config_dir = config_dir
+
+    def setup(self) -> None:
+        self._cfg = _config(self._config_dir)
+        self._counters = _Counters()
+
+    def process(self, element: tuple[str, Iterable[JoinEvent]]) -> Iterator[TaskOut | ReviewOut]:
+        key, events = element
+        for emitted in fold_in_event_order(key, events, self._cfg):
+            self._counters.count(emitted)
+            yield _out(emitted)
+
+
+class _BagView:
+    """A state bag as a re-iterable that is read only if the fold looks at it."""
+
+    def __init__(self, bag: Any) -> None:
+        self._bag = bag
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._bag.read())
+
+
+class _IssuedView(Mapping[str, Mapping[str, Any]]):
+    """The issued bag as task id -> latest record, read on first use."""
+
+    def __init__(self, bag: Any) -> None:
+        self._bag = bag
+        self._latest: dict[str, Mapping[str, Any]] | None = None
+
+    def _read(self) -> dict[str, Mapping[str, Any]]:
+        if self._latest is None:
+            self._latest = {}
+            for entry in self._bag.read():
+                self._latest[entry.get("task_id") or entry["review_id"]] = entry
+        return self._latest
+
+    def __getitem__(self, record_id: str) -> Mapping[str, Any]:
+        return self._read()[record_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+
+class _JoinLiveFn(beam.DoFn):
+    """Streaming: per product key, each event folded as it arrives (late evidence corrected)."""
 
     LISTINGS = BagStateSpec("listings", PickleCoder())
     RESULTS = ReadModifyWriteStateSpec("results", PickleCoder())
@@ -137,127 +224,69 @@ class _JoinFn(beam.DoFn):
 
     def setup(self) -> None:
         self._cfg = _config(self._config_dir)
-        self._tasks = Metrics.counter(STAGE, "tasks")
-        self._reviews = Metrics.counter(STAGE, "reviews")
-        self._withdrawn = Metrics.counter(STAGE, "withdrawn")
+        self._counters = _Counters()
 
     def process(
         self,
-        element: tuple[str, ListingFact | ResultFact],
+        element: tuple[str, JoinEvent],
         listings: Any = beam.DoFn.StateParam(LISTINGS),
         results: Any = beam.DoFn.StateParam(RESULTS),
         issued: Any = beam.DoFn.StateParam(ISSUED),
     ) -> Iterator[TaskOut | ReviewOut]:
-        key, fact = element
-        if isinstance(fact, ListingFact):
-            yield from self._on_listing(key, fact, listings, results, issued)
-        else:
-            yield from self._on_result(key, fact, listings, results, issued)
+        key, event = element
+        saved: tuple[dict[str, ResultFact], dict[str, ResultFact]] | None = results.read()
+        known, issued_as = saved if saved is not None else ({}, {})
+        state = JoinState(_BagView(listings), known, issued_as, _IssuedView(issued))
+        change = step(key, state, event, self._cfg)
+        if change.observation is not None:
+            listings.add(change.observation)
+        if change.result is not None or change.issued_as is not None:
+            if change.result is not None:
+                known[change.result.inspection_id] = change.result
+            if change.issued_as is not None:
+                issued_as[change.issued_as.inspection_id] = change.issued_as
+            results.write((known, issued_as))
+            self._compact(listings)
+        for emitted in change.emitted:
+            kind, record = emitted
+            issued.add(record if kind == TASK else {"review_id": record["review_id"]})
+            self._counters.count(emitted)
+            yield _out(emitted)
 
-    def _on_listing(
-        self, key: str, listing: ListingFact, listings: Any, results: Any, issued: Any
-    ) -> Iterator[TaskOut | ReviewOut]:
-        listings.add(listing)
-        known: dict[str, ResultFact] = results.read() or {}
-        if not known or not listing.active:
-            return  # the common case: nothing was ever published for this product
-        state = _IssuedState(issued)
-        for result_id, result in known.items():
-            if result_id.startswith(_ISSUED_AS):
-                continue
-            if result.status == "OVERTURNED":
-                issued_as = known.get(_ISSUED_AS + result_id)
-                yield from self._emit_withdrawals(
-                    withdrawals(result, listing, key, self._cfg, issued_as), state
-                )
-            elif scope_of(result) is not _Scope.NONE:
-                yield from self._emit(decide(result, listing, key, self._cfg), state)
-        state.save()
-
-    def _on_result(
-        self, key: str, result: ResultFact, listings: Any, results: Any, issued: Any
-    ) -> Iterator[TaskOut | ReviewOut]:
-        known: dict[str, ResultFact] = results.read() or {}
-        previous = known.get(result.inspection_id)
-        known[result.inspection_id] = result
-        if result.status == "OVERTURNED" and previous is not None:
-            # remember the version that issued the tasks: withdrawals keep its dates
-            known[_ISSUED_AS + result.inspection_id] = (
-                known.get(_ISSUED_AS + result.inspection_id) or previous
-            )
-        results.write(known)
-        if result.status != "OVERTURNED" and scope_of(result) is _Scope.NONE:
-            return
+    @staticmethod
+    def _compact(listings: Any) -> None:
+        # on the (rare) result path, which reads the bag anyway: keep each listing's changes
         observations = list(listings.read())
-        state = _IssuedState(issued)
-        if result.status == "OVERTURNED":
-            issued_as = known.get(_ISSUED_AS + result.inspection_id)
-            for listing in ever_active(observations).values():
-                yield from self._emit_withdrawals(
-                    withdrawals(result, listing, key, self._cfg, issued_as), state
-                )
-            state.save()
-            return
-        live = live_listings(observations)
-        if len(observations) > 2 * len(live) + 64:
-            kept = compacted(observations)
+        kept = compact_observations(observations)
+        if len(observations) > 2 * len(kept) + 64:
             listings.clear()
             for obs in kept:
                 listings.add(obs)
-        for listing in live.values():
-            yield from self._emit(decide(result, listing, key, self._cfg), state)
-        state.save()
-
-    def _emit(self, outcome: PairOutcome, state: _IssuedState) -> Iterator[TaskOut | ReviewOut]:
-        for task in outcome.tasks:
-            if state.record(task):
-                self._tasks.inc()
-                yield TaskOut(task)
-        review = outcome.review
-        if review is not None and state.record({"task_id": review["review_id"], "state": "REVIEW"}):
-            self._reviews.inc()
-            yield ReviewOut(review)
-
-    def _emit_withdrawals(
-        self, tasks: list[dict[str, Any]], state: _IssuedState
-    ) -> Iterator[TaskOut]:
-        for task in tasks:
-            if state.record(task):
-                self._withdrawn.inc()
-                yield TaskOut(task)
-
-
-class _IssuedState:
-    """The latest state of every task this key emitted, to emit each state once."""
-
-    def __init__(self, bag: Any) -> None:
-        self._bag = bag
-        self._states = {t["task_id"]: t["state"] for t in bag.read()}
-        self._new: list[dict[str, Any]] = []
-
-    def record(self, task: dict[str, Any]) -> bool:
-        """Whether this (task, state) is new; remembers it."""
-        if self._states.get(task["task_id"]) == task["state"]:
-            return False
-        self._states[task["task_id"]] = task["state"]
-        self._new.append({"task_id": task["task_id"], "state": task["state"]})
-        return True
-
-    def save(self) -> None:
-        for entry in self._new:
-            self._bag.add(entry)
-        self._new = []
 
 
 class JoinResultsAndListings(beam.PTransform):
-    def __init__(self, config_dir: str | None):
+    """Per product key: listings x results, from both sides.
+
+    ``in_event_order``: hold every key's events until the read ends and fold them
+    in event-time order (bounded runs: the tasks are a function of the inputs,
+    whatever the read order); otherwise fold each event as it arrives (streaming).
+    """
+
+    def __init__(self, config_dir: str | None, in_event_order: bool = True):
         super().__init__()
         self._config_dir = config_dir
+        self._in_event_order = in_event_order
 
     def expand(self, keyed: beam.PCollection) -> beam.PCollection:
-        # str keys: a deterministic key coder, as stateful processing requires
+        # str keys: a deterministic key coder, as grouping and stateful processing require
+        if self._in_event_order:
+            return (
+                keyed
+                | "GroupByProductKey" >> beam.GroupByKey().with_input_types(tuple[str, Any])
+                | "FoldInEventOrder" >> beam.ParDo(_FoldInEventOrderFn(self._config_dir))
+            )
         return keyed | "JoinPerProductKey" >> beam.ParDo(
-            _JoinFn(self._config_dir)
+            _JoinLiveFn(self._config_dir)
         ).with_input_types(tuple[str, Any])
 
 
@@ -299,6 +328,9 @@ class EnforceJob:
     idle_timeout_s: float | None = None
     config_dir: str | None = None
     start: str = "earliest"  # see the module docstring: state is rebuilt on this runner
+    # None: in event order for a bounded batch run, as events arrive otherwise (see Enforce)
+    in_event_order: bool | None = None
+    max_records_per_poll: int = 20000
 
 
 class Enforce(beam.PTransform):
@@ -318,12 +350,20 @@ class Enforce(beam.PTransform):
             group_id=f"{job.topics.prefix}omm.enforce",
             start=job.start,
             idle_timeout_s=job.idle_timeout_s,
+            max_records_per_poll=job.max_records_per_poll,
         )
         facts = records | "DecodeFacts" >> beam.ParDo(
             _DecodeFactsFn(listings_topic, inspections_topic, job.config_dir)
         ).with_outputs(DEAD, UNKEYED, main="keyed")
+        in_event_order = job.in_event_order
+        if in_event_order is None:
+            # A bounded batch run can afford to wait for the end of its read, and
+            # only then are its tasks independent of the read order. A streaming
+            # run (or a bounded one measured for latency) decides as events arrive.
+            streaming = pbegin.pipeline.options.view_as(StandardOptions).streaming
+            in_event_order = job.idle_timeout_s is not None and not streaming
         outputs = facts["keyed"] | "JoinResultsAndListings" >> JoinResultsAndListings(
-            job.config_dir
+            job.config_dir, in_event_order
         )
         tasks = outputs | "ToTopics" >> ToTopics(job.topics)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -272,9 +272,18 @@ class PairOutcome:
 
 
 def decide(
-    result: ResultFact, listing: ListingFact, key: str, cfg: EnforcementConfig
+    result: ResultFact,
+    listing: ListingFact,
+    key: str,
+    cfg: EnforcementConfig,
+    issued_ms: int | None = None,
 ) -> PairOutcome:
-    """What a result and a live listing meeting under ``key`` produce."""
+    """What a result and a live listing meeting under ``key`` produce.
+
+    ``issued_ms``: the event time at which the pair met (the result's publication
+    if the listing was live then, else the observation that put it on sale
+    after). Without it, the later of the two event times.
+    """
     if (
         not listing.active
         or not in_scope(result, listing)
@@ -285,7 +294,8 @@ def decide(
     decision = classify(found, cfg.matching)
     if found is None or decision is Decision.IGNORE:
         return PairOutcome(Decision.IGNORE, found)
-    issued_ms = max(result.published_ms, listing.observed_ms)
+    if issued_ms is None:
+        issued_ms = max(result.published_ms, listing.observed_ms)
     if decision is Decision.REVIEW:
         return PairOutcome(decision, found, review=_review(result, listing, found, issued_ms, cfg))
     return PairOutcome(
@@ -424,10 +434,24 @@ def withdrawals(
     return [withdrawn(t, overturned) for t in decide(basis, listing, key, cfg).tasks]
 
 
-def _latest_key(obs: ListingFact) -> tuple[int, int, str, str]:
-    # ties on the millisecond: REMOVED wins, then the later position, then the
-    # content, so the fold never depends on the order state hands observations back
-    return (obs.observed_ms, 0 if obs.active else 1, obs.evidence, repr(obs))
+def _latest_key(obs: ListingFact) -> tuple[int, int, tuple[str, ...], str]:
+    # ties on the millisecond: REMOVED wins, then the content, then the position
+    # (last: the same inputs written to other partitions must choose the same
+    # observation), so the fold never depends on the order observations arrive in
+    return (obs.observed_ms, 0 if obs.active else 1, _content(obs), obs.evidence)
+
+
+def _content(obs: ListingFact) -> tuple[str, ...]:
+    return (
+        obs.platform,
+        obs.listing_id,
+        obs.seller_id,
+        obs.title,
+        obs.brand or "",
+        obs.model or "",
+        obs.gtin or "",
+        obs.manufacturer or "",
+    )
 
 
 def ever_active(observations: Iterable[ListingFact]) -> dict[tuple[str, str], ListingFact]:
@@ -466,3 +490,368 @@ def compacted(observations: list[ListingFact]) -> list[ListingFact]:
     """What the state must keep: each listing's latest and earliest ACTIVE observation."""
     keep = {*latest_observations(observations).values(), *ever_active(observations).values()}
     return sorted(keep, key=_latest_key)
+
+
+# ------------------------------------------------------------------ the per-key fold
+#
+# What the enforce stage does per join key, as a pure function: (state, event) ->
+# (what to remember, what to emit). Decisions follow event time (a listing's
+# observed_at, a result's published_at), not the order the events are read in:
+#
+# - a result meets a listing if the listing was live when the result was
+#   published (its latest observation at or before published_at is ACTIVE), or
+#   at the first observation after that puts it (back) on sale; the task is
+#   issued at that moment, from the observation that began the listing's live
+#   spell (the earliest, so a replay picks the same one);
+# - fed in event-time order (:func:`event_order`; the bounded stage sorts a
+#   key's events before folding them), the emitted records are a function of
+#   the inputs alone, whatever the partitions and read order;
+# - fed out of order (the streaming stage cannot wait for the future), an
+#   observation older than a result already decided is late evidence: a listing
+#   then known to have been live at publication gets its task, and a task the
+#   late evidence shows was never due is withdrawn with a reason saying so.
+
+TASK = "task"
+REVIEW = "review"
+_REVIEW_STATE = "REVIEW"
+
+Emitted = tuple[str, dict[str, Any]]  # (TASK or REVIEW, record)
+JoinEvent = ListingFact | ResultFact
+
+
+@dataclass(frozen=True)
+class JoinState:
+    """What one key remembers.
+
+    ``observations`` is any re-iterable (the streaming stage passes a lazy view
+    of its state bag: the fold reads it only for a new result or late evidence).
+    ``issued``: the latest record emitted per task id (review ids map to the
+    review), so each (task, state) is emitted once and a withdrawal repeats the
+    task it withdraws field for field.
+    """
+
+    observations: Iterable[ListingFact] = ()
+    results: Mapping[str, ResultFact] = field(default_factory=dict)
+    issued_as: Mapping[str, ResultFact] = field(default_factory=dict)
+    issued: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One event's effect: records to emit and what to add to the state."""
+
+    emitted: tuple[Emitted, ...] = ()
+    observation: ListingFact | None = None
+    result: ResultFact | None = None
+    issued_as: ResultFact | None = None
+
+
+def event_order(event: JoinEvent) -> tuple[Any, ...]:
+    """A total order by event time: observations before a result of the same
+    millisecond (a listing removed at the very moment of publication was not on
+    sale), then content, and the Kafka position last."""
+    if isinstance(event, ListingFact):
+        return (event.observed_ms, 0, *_latest_key(event)[1:])
+    return (event.published_ms, 1, *_result_order(event))
+
+
+_STATUS_RANK = {"PRELIMINARY": 0, "FINAL": 1, "OVERTURNED": 2}
+
+
+def _result_order(result: ResultFact) -> tuple[Any, ...]:
+    return (
+        result.inspection_id,
+        _STATUS_RANK.get(result.status, 3),
+        repr(result._replace(evidence="")),
+        result.evidence,
+    )
+
+
+def timeline(observations: Iterable[ListingFact]) -> list[ListingFact]:
+    """One listing's observations reduced to the changes, in event-time order.
+
+    An observation that repeats the one before it (same status, same listing
+    content) changes nothing: the earlier one stands for the whole spell. So
+    dropping repeats (to bound the state) never changes a decision.
+    """
+    changes: list[ListingFact] = []
+    for obs in sorted(observations, key=_latest_key):
+        if changes and changes[-1].observed_ms == obs.observed_ms:
+            # same millisecond: the later in the order wins the instant
+            if changes[-1].active == obs.active and _content(changes[-1]) == _content(obs):
+                continue
+            changes.pop()
+            if changes and _same_spell(changes[-1], obs):
+                continue
+            changes.append(obs)
+        elif not changes or not _same_spell(changes[-1], obs):
+            changes.append(obs)
+    return changes
+
+
+def _same_spell(before: ListingFact, after: ListingFact) -> bool:
+    return before.active == after.active and _content(before) == _content(after)
+
+
+def timelines(observations: Iterable[ListingFact]) -> dict[tuple[str, str], list[ListingFact]]:
+    """Every listing's :func:`timeline`, by (platform, listing id)."""
+    by_ref: dict[tuple[str, str], list[ListingFact]] = {}
+    for obs in observations:
+        by_ref.setdefault(obs.ref, []).append(obs)
+    return {ref: timeline(obs) for ref, obs in sorted(by_ref.items())}
+
+
+def live_spells(changes: list[ListingFact], since_ms: int) -> list[tuple[int, ListingFact]]:
+    """(from when, observation) of each live spell of a listing at or after ``since_ms``.
+
+    The spell in force at ``since_ms`` counts from ``since_ms``; later ones from
+    their own observation.
+    """
+    spells: list[tuple[int, ListingFact]] = []
+    in_force: ListingFact | None = None
+    for obs in changes:
+        if obs.observed_ms <= since_ms:
+            in_force = obs
+            continue
+        if obs.active:
+            spells.append((obs.observed_ms, obs))
+    if in_force is not None and in_force.active:
+        spells.insert(0, (since_ms, in_force))
+    return spells
+
+
+def compact_observations(observations: Iterable[ListingFact]) -> list[ListingFact]:
+    """What the state must keep of the observations: each listing's changes."""
+    return [obs for changes in timelines(observations).values() for obs in changes]
+
+
+class _Emitter:
+    """Collects one step's records, each (task, state) and each review once."""
+
+    def __init__(self, issued: Mapping[str, Mapping[str, Any]]) -> None:
+        self._issued = issued
+        self._new: dict[str, Mapping[str, Any]] = {}
+        self.emitted: list[Emitted] = []
+
+    def latest(self, record_id: str) -> Mapping[str, Any] | None:
+        return self._new.get(record_id) or self._issued.get(record_id)
+
+    def task(self, task: dict[str, Any]) -> None:
+        seen = self.latest(task["task_id"])
+        if seen is not None and seen["state"] == task["state"]:
+            return
+        self._new[task["task_id"]] = task
+        self.emitted.append((TASK, task))
+
+    def review(self, review: dict[str, Any]) -> None:
+        if self.latest(review["review_id"]) is not None:
+            return
+        self._new[review["review_id"]] = {"state": _REVIEW_STATE}
+        self.emitted.append((REVIEW, review))
+
+    def outcome(self, outcome: PairOutcome) -> None:
+        for task in outcome.tasks:
+            self.task(task)
+        if outcome.review is not None:
+            self.review(outcome.review)
+
+    def issued_tasks(self) -> list[Mapping[str, Any]]:
+        merged = {**self._issued, **self._new}
+        return [t for _, t in sorted(merged.items()) if t.get("state") == "ISSUED"]
+
+
+def step(key: str, state: JoinState, event: JoinEvent, cfg: EnforcementConfig) -> Step:
+    """The effect of one event on one key (pure; see the section comment)."""
+    if isinstance(event, ListingFact):
+        return _on_listing(key, state, event, cfg)
+    return _on_result(key, state, event, cfg)
+
+
+def apply(state: JoinState, change: Step) -> JoinState:
+    """The state after ``change`` (the streaming stage writes the same to Beam state)."""
+    results, issued_as = dict(state.results), dict(state.issued_as)
+    if change.result is not None:
+        results[change.result.inspection_id] = change.result
+    if change.issued_as is not None:
+        issued_as[change.issued_as.inspection_id] = change.issued_as
+    issued = dict(state.issued)
+    for kind, record in change.emitted:
+        if kind == TASK:
+            issued[record["task_id"]] = record
+        else:
+            issued[record["review_id"]] = {"state": _REVIEW_STATE}
+    observations = tuple(state.observations)
+    if change.observation is not None:
+        observations = (*observations, change.observation)
+    return JoinState(observations, results, issued_as, issued)
+
+
+def fold(
+    key: str, events: Iterable[JoinEvent], cfg: EnforcementConfig, state: JoinState | None = None
+) -> tuple[JoinState, list[Emitted]]:
+    """Every record one key emits for ``events`` taken in the order given.
+
+    Equivalent to threading :func:`apply` through :func:`step`, without copying
+    the state at every event (a hot key holds thousands of observations).
+    """
+    start = state or JoinState()
+    observations = list(start.observations)
+    results, issued_as = dict(start.results), dict(start.issued_as)
+    issued: dict[str, Mapping[str, Any]] = dict(start.issued)
+    view = JoinState(observations, results, issued_as, issued)
+    emitted: list[Emitted] = []
+    for event in events:
+        change = step(key, view, event, cfg)
+        emitted.extend(change.emitted)
+        if change.observation is not None:
+            observations.append(change.observation)
+        if change.result is not None:
+            results[change.result.inspection_id] = change.result
+        if change.issued_as is not None:
+            issued_as[change.issued_as.inspection_id] = change.issued_as
+        for kind, record in change.emitted:
+            if kind == TASK:
+                issued[record["task_id"]] = record
+            else:
+                issued[record["review_id"]] = {"state": _REVIEW_STATE}
+    return JoinState(tuple(observations), results, issued_as, issued), emitted
+
+
+def fold_in_event_order(
+    key: str, events: Iterable[JoinEvent], cfg: EnforcementConfig
+) -> list[Emitted]:
+    """What one key emits for ``events``, independent of the order they were read in.
+
+    Observations of one listing in the same millisecond are one instant: only
+    the one that wins it (see :func:`timeline`) is folded, so a listing put on
+    sale and removed at the same moment is not issued a task in between.
+    """
+    results: list[JoinEvent] = []
+    instants: dict[tuple[str, str, int], list[ListingFact]] = {}
+    for event in events:
+        if isinstance(event, ListingFact):
+            instants.setdefault((*event.ref, event.observed_ms), []).append(event)
+        else:
+            results.append(event)
+    winners = [timeline(same)[-1] for same in instants.values()]
+    return fold(key, sorted([*winners, *results], key=event_order), cfg)[1]
+
+
+def _on_listing(key: str, state: JoinState, obs: ListingFact, cfg: EnforcementConfig) -> Step:
+    if not state.results:
+        return Step(observation=obs)  # the common case: nothing published for this product
+    out = _Emitter(state.issued)
+    history: list[ListingFact] | None = None
+    for result_id, res in sorted(state.results.items()):
+        if res.status == "OVERTURNED":
+            # a listing first seen after the overturn: its tasks, if it had any, are withdrawn
+            issued_as = state.issued_as.get(result_id)
+            for task in withdrawals(res, obs, key, cfg, issued_as):
+                out.task(task)
+            continue
+        if scope_of(res) is Scope.NONE:
+            continue
+        if obs.observed_ms > res.published_ms:
+            if obs.active:
+                out.outcome(decide(res, obs, key, cfg, issued_ms=obs.observed_ms))
+            continue
+        # Late evidence: this observation is at or before a result already decided.
+        if history is None:
+            history = timeline([o for o in state.observations if o.ref == obs.ref] + [obs])
+        outcomes = [
+            decide(res, basis, key, cfg, issued_ms=since)
+            for since, basis in live_spells(history, res.published_ms)
+        ]
+        for outcome in outcomes:
+            out.outcome(outcome)
+        delist_id = task_id(obs.platform, obs.listing_id, res.inspection_id, "DELIST")
+        if not any(t["task_id"] == delist_id for o in outcomes for t in o.tasks):
+            _withdraw_late(res, obs, delist_id, out)
+    return Step(tuple(out.emitted), observation=obs)
+
+
+def _withdraw_late(res: ResultFact, evidence: ListingFact, delist_id: str, out: _Emitter) -> None:
+    """Withdraw what a result issued for a listing that late evidence shows was never due."""
+    delist = out.latest(delist_id)
+    if delist is None or delist["state"] != "ISSUED":
+        return
+    out.task(late_withdrawn(delist, res, evidence))
+    remediation_id = task_id(
+        evidence.platform, evidence.seller_id, res.inspection_id, "REMEDIATION"
+    )
+    remediation = out.latest(remediation_id)
+    still_delisting = any(
+        t["kind"] == "DELIST"
+        and t["inspection_id"] == res.inspection_id
+        and t["platform"] == evidence.platform
+        and t["seller_id"] == evidence.seller_id
+        for t in out.issued_tasks()
+    )
+    if remediation is not None and remediation["state"] == "ISSUED" and not still_delisting:
+        out.task(late_withdrawn(remediation, res, evidence))
+
+
+def late_withdrawn(
+    task: Mapping[str, Any], result: ResultFact, evidence: ListingFact
+) -> dict[str, Any]:
+    """A task withdrawn because an observation read after it shows it was never due."""
+    seen = (
+        "was already removed"
+        if not evidence.active
+        else f"was already listed as something else (model {evidence.model!r})"
+    )
+    return {
+        **task,
+        "state": "WITHDRAWN",
+        "reason": (
+            f"withdrawn: listing {evidence.platform}/{evidence.listing_id} {seen} at "
+            f"{_at(evidence.observed_ms).isoformat()}, before result {result.inspection_id} "
+            f"was published at {_at(result.published_ms).isoformat()}; that observation "
+            "was read after the task was issued"
+        ),
+        "evidence_ref": f"listing {evidence.evidence}",
+    }
+
+
+def _on_result(key: str, state: JoinState, res: ResultFact, cfg: EnforcementConfig) -> Step:
+    previous = state.results.get(res.inspection_id)
+    if previous is not None and event_order(res) < event_order(previous):
+        # an older version read after a newer one (versions share a partition, so
+        # only if the feed sent them out of order): the newer stands; an overturn
+        # keeps its dates for withdrawals
+        stale_basis = (
+            res
+            if previous.status == "OVERTURNED" and res.inspection_id not in state.issued_as
+            else None
+        )
+        return Step(issued_as=stale_basis)
+    new_issued_as = None
+    if (
+        res.status == "OVERTURNED"
+        and previous is not None
+        and res.inspection_id not in state.issued_as
+    ):
+        new_issued_as = previous  # the version that issued the tasks: withdrawals keep its dates
+    out = _Emitter(state.issued)
+    if res.status == "OVERTURNED":
+        issuing = state.issued_as.get(res.inspection_id) or new_issued_as
+        if issuing is not None:
+            # withdraw exactly what was issued, field for field
+            for task in out.issued_tasks():
+                if task["inspection_id"] == res.inspection_id:
+                    out.task(withdrawn(task, res))
+        else:
+            # the issuing version was never seen (e.g. compacted away): rebuild from event times
+            for listing in ever_active(compact_observations(state.observations)).values():
+                for task in withdrawals(res, listing, key, cfg):
+                    out.task(task)
+        return Step(tuple(out.emitted), result=res, issued_as=new_issued_as)
+    if scope_of(res) is not Scope.NONE:
+        meetings: list[tuple[int, tuple[Any, ...], ListingFact]] = []
+        for changes in timelines(state.observations).values():
+            for since, basis in live_spells(changes, res.published_ms):
+                meetings.append((since, _latest_key(basis), basis))
+        # earliest first: a seller's REMEDIATION comes from its earliest matching listing
+        for since, _, basis in sorted(meetings, key=lambda m: (m[0], m[1])):
+            out.outcome(decide(res, basis, key, cfg, issued_ms=since))
+    return Step(tuple(out.emitted), result=res, issued_as=new_issued_as)

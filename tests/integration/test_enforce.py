@@ -100,7 +100,7 @@ def test_fail_delists_every_live_listing_of_the_product_across_platforms(market:
     b = market.list("jd", model="kx 2000a", gtin=None)
     c = market.list("suning", model="KX2000A", gtin=None)
     gone = market.list("gome", model="KX2000A", gtin=None)
-    market.remove(gone)
+    market.remove(gone, at=NOW - timedelta(hours=3))  # off sale before the result (NOW - 2 h)
     market.list("jd", model=OTHER.model, product=OTHER, brand=OTHER.brand)
     market.publish(1, verdict="FAIL", gtin=None)
 
