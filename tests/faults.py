@@ -57,9 +57,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from connectors.broker.manager import EmbeddedKafka, free_port
 from omm.generate import CATALOG, GARBAGE, FeedGenerator, broken_listings
@@ -75,6 +76,7 @@ PSEUDONYM_KEY = "fault-suite-key-not-a-secret"
 SUITE_PLATFORMS = ("taobao", "jd", "suning", "gome")
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 
 def _stderr_log(line: str) -> None:
@@ -207,6 +209,25 @@ class Feeder:
             self._producer = None
 
 
+def _all_led(bootstrap: str) -> bool:
+    """Whether every partition of every topic (offsets topic included) has a leader."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10_000)
+    except KafkaError:
+        return False
+    try:
+        topics = admin.describe_topics()
+        return bool(topics) and all(
+            part.get("leader_id", part.get("leader", -1)) >= 0
+            for topic in topics
+            for part in topic.get("partitions", [])
+        )
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+
+
 def _wait_for(probe: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.5) -> Any:
     """Poll ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout_s
@@ -251,18 +272,38 @@ class Reader:
                 self._consumer.close()
             self._consumer = None
 
+    def _retrying(self, call: Callable[[], T], timeout_s: float = 180.0) -> T:
+        """Retry while Kafka says the error is transient: a broker just back from an
+        outage answers with no leaders for a moment, and the harness must not be
+        the part that fails."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return call()
+            except KafkaError as exc:
+                if not exc.retriable or time.monotonic() >= deadline:
+                    raise
+                self.reset()
+                time.sleep(1.0)
+
     def partitions(self, topic: str) -> list[TopicPartition]:
-        parts = self._client().partitions_for_topic(topic) or set()
+        parts = self._retrying(lambda: self._client().partitions_for_topic(topic)) or set()
         return [TopicPartition(topic, p) for p in sorted(parts)]
 
     def end_offsets(self, topics: list[str]) -> dict[TopicPartition, int]:
-        tps = [tp for t in topics for tp in self.partitions(t)]
-        return dict(self._client().end_offsets(tps)) if tps else {}
+        def ends() -> dict[TopicPartition, int]:
+            tps = [tp for t in topics for tp in self.partitions(t)]
+            return dict(self._client().end_offsets(tps)) if tps else {}
+
+        return self._retrying(ends)
 
     def total(self, topics: list[str]) -> int:
         return sum(self.end_offsets(topics).values())
 
     def read(self, topic: str, timeout_s: float = 120.0) -> list[Rec]:
+        return self._retrying(lambda: self._read(topic, timeout_s))
+
+    def _read(self, topic: str, timeout_s: float) -> list[Rec]:
         consumer = self._client()
         tps = self.partitions(topic)
         if not tps:
@@ -897,6 +938,8 @@ class Campaign:
         self._event("broker-restart", f"broker stopped for {self.plan.outage_s:g}s")
         time.sleep(self.plan.outage_s)  # the outage itself is the fault, not a wait for something
         self.broker.start(timeout_s=180.0)
+        # a broker that answers may still have partitions without a leader for a moment
+        _wait_for(lambda: _all_led(self.bootstrap), 180.0, "leaders for every partition")
         self.log("broker back")
         self.feeder.push(prefix, wave)
         positions = self._positions_of(prefix, wave)
