@@ -405,9 +405,17 @@ class PipelineProcess:
         self._proc.wait(timeout=60)
 
     def log_tail(self, lines: int = 30) -> str:
+        """The last error lines of the current launch's log (else its last lines)."""
         path = self._log_dir / f"{self.prefix}run-all-{self.launches:02d}.log"
         with contextlib.suppress(OSError):
-            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            text = path.read_text(errors="replace").splitlines()
+            errors = [
+                line
+                for line in text
+                if re.search(r"Exception in thread|Error:|Traceback", line)
+                and "KafkaConnectionError" not in line
+            ]
+            return "\n".join((errors or text)[-lines:])
         return ""
 
 
@@ -815,6 +823,8 @@ def _code_description() -> str:
         for b in ("fix/delivery", "fix/enforce")
         if git("branch", "--list", b) and not git("rev-list", "-1", f"HEAD..{b}")
     ]
+    if not head:
+        return f"{REPO} (not a git checkout)"
     return f"{branch}@{head}" + (f" (contains {', '.join(merged)})" if merged else "")
 
 
