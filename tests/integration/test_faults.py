@@ -123,7 +123,9 @@ def test_long_campaign_with_a_two_minute_outage(
     assert report.kills >= 20
     assert c.tasks_equal, c.details()
     assert not c.unbalanced and c.nothing_lost and not c.twice, c.details()
-    assert report.outages_survived == report.outages
+    troubles = [f"{e.kind}: {e.detail}" for e in report.events if e.kind != "kill"]
+    assert report.outages_survived == report.outages, troubles
+    assert report.crashes == 0, troubles
 
 
 # ---------------------------------------------------------------- the checker itself
