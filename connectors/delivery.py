@@ -13,6 +13,9 @@ The policy is a plain value captured when a pipeline is built, so it travels
 with the DoFns to whatever worker runs them. The operator's settings reach it
 through :func:`use_policy` (omm registers its settings there); without that,
 the defaults below apply.
+
+Importing this module imports no Kafka client: ``omm.settings`` (which the
+pure modules read) builds the policy from it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-
-from kafka.errors import KafkaError
 
 log = logging.getLogger("omm.delivery")
 
@@ -113,6 +114,8 @@ def stop_requested() -> bool:
 
 def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` says the broker is (for now) unreachable or not ready."""
+    from kafka.errors import KafkaError
+
     return isinstance(exc, KafkaError) and bool(exc.retriable)
 
 
@@ -143,7 +146,7 @@ class OutageClock:
             raise BrokerUnavailable(
                 f"Kafka unreachable for {down:.0f}s while {self._what} "
                 f"(outage budget {self._budget_s:.0f}s, OMM_OUTAGE_BUDGET_S): giving up; "
-                f"nothing after the last committed offsets was lost, rerun to resume. "
+                f"nothing is lost, a rerun resumes from the last committed offsets. "
                 f"Last error: {reason}"
             )
         if not self._logged and down >= self._log_after_s:
@@ -169,6 +172,8 @@ T = TypeVar("T")
 
 def ride_out(call: Callable[[], T], what: str, delivery: DeliveryPolicy | None = None) -> T:
     """Call until it succeeds, retrying outage errors with growing backoff within the budget."""
+    from kafka.errors import KafkaError
+
     p = delivery or policy()
     clock = OutageClock(what, p.outage_budget_s, p.outage_log_after_s)
     delay = p.retry_backoff_ms / 1000

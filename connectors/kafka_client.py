@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, NoError, TopicAlreadyExistsError
@@ -226,3 +226,25 @@ def commit_offsets(
 
 class CommitFailed(RuntimeError):
     pass
+
+
+T = TypeVar("T")
+
+
+def retrying(call: Callable[[], T], timeout_s: float = 30.0) -> T:
+    """Retry a call while Kafka says the error is transient (a coordinator still
+    loading on a fresh broker, a leader moving), up to ``timeout_s``.
+
+    For short waits with a fixed deadline; a streaming pipeline's waits use
+    :func:`connectors.delivery.ride_out` (the outage budget, logged).
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return call()
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)

@@ -97,7 +97,8 @@ class KafkaSink:
         # send() blocks while it has no metadata for the topic (or no buffer
         # room): during an outage that is a KafkaTimeoutError after
         # send_block_s, tried again until the outage budget is spent.
-        clock = self._outage(f"writing to {message.topic}")
+        clock: delivery.OutageClock | None = None  # made on the first failure only: hot path
+        started = time.monotonic()
         while True:
             try:
                 future = self._producer.send(
@@ -107,9 +108,12 @@ class KafkaSink:
                     headers=list(message.headers),
                 )
             except KafkaTimeoutError as exc:
+                if clock is None:
+                    clock = self._outage(f"writing to {message.topic}", since=started)
                 clock.failing(exc)
                 continue
-            clock.ok()
+            if clock is not None:
+                clock.ok()
             break
         future.add_errback(self._failures.append)
         with self._lock:

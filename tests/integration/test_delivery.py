@@ -249,7 +249,8 @@ def test_streaming_ingest_gives_up_with_one_line_after_its_outage_budget(
 ) -> None:
     bootstrap = private_broker.bootstrap
     topics = _namespace(bootstrap)
-    produce_raw(bootstrap, topics.feed(PLATFORM, "listings"), _listings(500))
+    # a backlog big enough that the old reader also wrote before the outage began
+    produce_raw(bootstrap, topics.feed(PLATFORM, "listings"), _listings(20_000))
     home = tmp_path / "ingest"
     budget_s = 20
     proc = _omm(
@@ -260,7 +261,7 @@ def test_streaming_ingest_gives_up_with_one_line_after_its_outage_budget(
     )
     try:
         _wait_for(
-            lambda: _count(bootstrap, topics.valid("listing")) >= 500, 180, "ingest", proc, home
+            lambda: _count(bootstrap, topics.valid("listing")) >= 20_000, 240, "ingest", proc, home
         )
         private_broker.stop()
         # the budget, plus probes every few seconds, plus a generous margin for a loaded box
@@ -325,14 +326,16 @@ def test_ctrl_c_stops_streaming_run_all_within_seconds_and_commits(
 ) -> None:
     topics = _namespace(kafka_bootstrap, all_platforms=True)
     feed = topics.feed(PLATFORM, "listings")
-    produce_raw(kafka_bootstrap, feed, _listings(2000))
+    valid = topics.valid("listing")
+    # a backlog, so the stop lands mid catch-up with bundles in flight
+    produce_raw(kafka_bootstrap, feed, _listings(30_000))
     home = tmp_path / "all"
     proc = _omm(["run", "all", "--prefix", topics.prefix], kafka_bootstrap, home)
     try:
         _wait_for(
-            lambda: _count(kafka_bootstrap, topics.valid("listing")) >= 2000,
+            lambda: _count(kafka_bootstrap, valid) >= 2000,
             240,
-            "ingest to write every listing",
+            "ingest to start writing",
             proc,
             home,
         )
@@ -341,7 +344,10 @@ def test_ctrl_c_stops_streaming_run_all_within_seconds_and_commits(
         code = proc.wait(timeout=30)
         print(f"\nomm run all exited {code} {time.monotonic() - sent:.1f}s after SIGINT")
         assert code == 0, _stderr(home)[-3000:]
-        assert _committed(kafka_bootstrap, _ingest_group(topics), feed) == 2000
+        # everything flushed was committed, and only that: a rerun resumes exactly there
+        committed = _committed(kafka_bootstrap, _ingest_group(topics), feed)
+        assert committed >= 2000
+        assert committed == _count(kafka_bootstrap, valid)
         assert "stopped: every stage flushed and committed" in _stderr(home)
     finally:
         _stop(proc)
