@@ -189,3 +189,14 @@ def ride_out(call: Callable[[], T], what: str, delivery: DeliveryPolicy | None =
             continue
         clock.ok()
         return result
+
+
+def connect(factory: Callable[[], T], what: str, delivery: DeliveryPolicy | None = None) -> T:
+    """Make a client, riding out a broker that is down or restarting (within the budget).
+
+    A streaming stage makes clients again when the runner sets a DoFn up anew, and that
+    can happen in the middle of an outage: a client that fails to bootstrap must not
+    end the pipeline then, any more than a failed send does (kafka-python marks its
+    bootstrap timeout retriable, so the outage rule covers it).
+    """
+    return ride_out(factory, what, delivery)

@@ -24,8 +24,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
-from connectors import kafka_client
-from connectors.delivery import OutageClock
+from connectors import delivery, kafka_client
 from connectors.security import KafkaSecurity
 
 
@@ -39,7 +38,10 @@ class PartitionFetcher:
     ) -> None:
         self._bootstrap = bootstrap
         self._security = security
-        self._consumer = kafka_client.consumer(bootstrap, security=security, client_id=client_id)
+        self._consumer = delivery.connect(
+            lambda: kafka_client.consumer(bootstrap, security=security, client_id=client_id),
+            f"connecting the reader ({bootstrap})",
+        )
         self._probe: KafkaConsumer | None = None
         self._max_buffered = max_buffered
         self._buffers: dict[TopicPartition, deque[ConsumerRecord]] = {}
@@ -109,12 +111,15 @@ class PartitionFetcher:
 
     def _spare(self) -> KafkaConsumer:
         if self._probe is None:
-            self._probe = kafka_client.consumer(
-                self._bootstrap, security=self._security, client_id="omm-read-probe"
+            self._probe = delivery.connect(
+                lambda: kafka_client.consumer(
+                    self._bootstrap, security=self._security, client_id="omm-read-probe"
+                ),
+                f"connecting the reader's probe ({self._bootstrap})",
             )
         return self._probe
 
-    def check_broker(self, clock: OutageClock, every_s: float, timeout_ms: int) -> None:
+    def check_broker(self, clock: delivery.OutageClock, every_s: float, timeout_ms: int) -> None:
         """Tell ``clock`` whether the broker answers, at most once per ``every_s`` of quiet.
 
         Records arriving prove it alive, so a busy reader never probes. The

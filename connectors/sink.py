@@ -48,13 +48,20 @@ class KafkaSink:
         self._policy = policy or delivery.policy()
         self._bootstrap = bootstrap
         self._security = security
-        self._producer: KafkaProducer = kafka_client.producer(
-            bootstrap,
-            security,
-            **{**self._policy.producer_config(streaming=True), **producer_config},
+        config = {**self._policy.producer_config(streaming=True), **producer_config}
+        self._producer: KafkaProducer = delivery.connect(
+            lambda: kafka_client.producer(bootstrap, security, **config),
+            f"connecting the writer ({bootstrap})",
+            self._policy,
         )
         self._admin: KafkaAdminClient | None = (
-            kafka_client.admin(bootstrap, security) if commit_group else None
+            delivery.connect(
+                lambda: kafka_client.admin(bootstrap, security),
+                f"connecting the offset committer ({bootstrap})",
+                self._policy,
+            )
+            if commit_group
+            else None
         )
         self._commit_group = commit_group
         self._lock = threading.Lock()

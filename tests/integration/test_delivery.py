@@ -351,3 +351,44 @@ def test_ctrl_c_stops_streaming_run_all_within_seconds_and_commits(
         assert "stopped: every stage flushed and committed" in _stderr(home)
     finally:
         _stop(proc)
+
+
+def test_a_reader_and_a_writer_set_up_while_the_broker_is_down_wait_for_it(
+    private_broker: EmbeddedKafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A runner sets DoFns up anew (after a failed bundle, on a new worker), and that can
+    happen mid-outage: the clients they make must ride the outage out like a send does.
+    Found by the fault suite: a reader's set-up raised "Unable to bootstrap" 20 s into a
+    broker restart and ended `omm run all`."""
+    import threading
+
+    from connectors.fetcher import PartitionFetcher
+    from connectors.sink import KafkaSink
+
+    bootstrap = private_broker.bootstrap
+    private_broker.stop()
+    made: dict[str, object] = {}
+
+    def set_up() -> None:
+        try:
+            made["reader"] = PartitionFetcher(bootstrap, client_id="omm-test-setup")
+            made["writer"] = KafkaSink(bootstrap, "omm-test-setup", {})
+        except BaseException as exc:  # reported by the assertion below
+            made["error"] = exc
+
+    caplog.set_level("WARNING", logger="omm.delivery")
+    worker = threading.Thread(target=set_up, daemon=True)
+    worker.start()
+    # the broker stays down until the clients' own bootstrap wait has run out and the
+    # outage is announced: only then does restarting it test the ride-out
+    deadline = time.monotonic() + 180
+    while "not answering" not in caplog.text and worker.is_alive():
+        assert time.monotonic() < deadline, "no outage announced within 180 s"
+        time.sleep(0.5)
+    private_broker.start(timeout_s=180.0)
+    worker.join(timeout=delivery.policy().outage_budget_s)
+    assert not worker.is_alive(), "set-up still waiting after the broker came back"
+    assert "error" not in made, f"set-up gave up: {made.get('error')!r}"
+    assert "answering again" in caplog.text
+    made["reader"].close()  # type: ignore[attr-defined]
+    made["writer"].close()  # type: ignore[attr-defined]
