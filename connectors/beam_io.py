@@ -305,7 +305,7 @@ class ReadFromKafka(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         # ONE reader seeded with every partition: a Flatten of several readers
-        # would hold everything downstream until they all finish (BEAM-NOTES).
+        # would hold everything downstream until they all finish (docs/runner-notes.md).
         return (
             pbegin
             | "Partitions" >> beam.Create(self.seeds())

@@ -5,7 +5,7 @@ zstd) and retry a send until the delivery timeout of the current
 :class:`~connectors.delivery.DeliveryPolicy` passes, as Kafka's own producer
 does (no retry count: a fixed count of 100 ms retries gave up half a second
 into a leader election). Consumers never auto-commit, because offsets are
-committed only after the outputs of what was read are flushed (DESIGN.md §4,
+committed only after the outputs of what was read are flushed (docs/design.md §4,
 Delivery).
 """
 

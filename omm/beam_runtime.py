@@ -3,7 +3,7 @@
 The local default is the FnApiRunner, named explicitly: the DirectRunner first
 tries to download a Prism binary. Its embedded worker's state cache is turned
 off because measuring object sizes for it made a keyed join 8-20x slower
-(BEAM-NOTES.md); on other runners the setting is ignored.
+(docs/runner-notes.md); on other runners the setting is ignored.
 """
 
 from __future__ import annotations

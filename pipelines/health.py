@@ -281,7 +281,7 @@ class _CheckFeedHealthFn(_FeedHealthFn):
         close: Any = beam.DoFn.TimerParam(CLOSE),
     ) -> Iterator[OutboundMessage]:
         if self._streaming and time.time() < fire_at.micros / 1e6:
-            # FnApiRunner fires event-time timers early (BEAM-NOTES): re-arm until due.
+            # FnApiRunner fires event-time timers early (docs/runner-notes.md): re-arm until due.
             close.set(fire_at)
             return
         yield from self._judge(key, rows, count, known)

@@ -312,7 +312,7 @@ class Ingest(beam.PTransform):
         health_cfg = load_rules(cfg_dir).feed_health
         modes = health_modes(cfg_dir) if job.feed_health and health_cfg.enabled else {}
         # The takedown suite checks notices name tasks omm issued: the same one reader
-        # also reads omm.tasks.<platform>, always from the start (BEAM-NOTES: one reader
+        # also reads omm.tasks.<platform>, always from the start (docs/runner-notes.md: one reader
         # seeded with every partition, no Flatten of readers, no side-input reader).
         task_topics = {job.topics.tasks(p): p for p in job.platforms} if "takedown" in modes else {}
         records = pbegin | "ReadFeeds" >> ReadFromKafka(

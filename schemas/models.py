@@ -2,7 +2,7 @@
 
 ``from_record`` / ``to_record`` are the only bridge to the Avro dicts that
 :mod:`schemas.registry` reads and writes. The field constraints here are the
-*record rules* of DESIGN.md §3; rules that need context (the clock, the topic's
+*record rules* of docs/design.md §3; rules that need context (the clock, the topic's
 platform, the platform registry) read it from the pydantic validation context
 built by :func:`rule_context`. Pure: imports neither Beam nor Kafka.
 """

@@ -1,6 +1,6 @@
 """Session-wide fixtures: one real Kafka broker for the whole test run.
 
-DESIGN.md §4: no mock broker anywhere. The suite starts the same embedded
+docs/design.md §4: no mock broker anywhere. The suite starts the same embedded
 Apache Kafka that ``omm broker start`` runs, in a throwaway home on free
 ports, or uses the cluster named by ``OMM_TEST_BOOTSTRAP`` (CI with a
 service container, or a broker you already have running while iterating).

@@ -1,6 +1,6 @@
 """Run a real single-node Apache Kafka (KRaft) broker from the official jars.
 
-omm never mocks Kafka (DESIGN.md §4): locally, and in the test suite, it runs
+omm never mocks Kafka (docs/design.md §4): locally, and in the test suite, it runs
 the genuine broker, fetched once from Maven Central through ``pom.xml`` and
 started as a detached JVM whose state lives entirely in one *home* directory::
 

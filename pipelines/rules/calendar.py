@@ -1,4 +1,4 @@
-"""Working days and deadlines (DESIGN.md §3 rule 5). Pure: imports neither Beam nor Kafka.
+"""Working days and deadlines (docs/design.md §3 rule 5). Pure: imports neither Beam nor Kafka.
 
 A calendar knows public holidays and make-up working days (China moves weekend
 days) for the years it covers. Past its last covered day it cannot know the

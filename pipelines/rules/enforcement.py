@@ -1,4 +1,4 @@
-"""Enforcement rules (DESIGN.md §3 rules 1-5): scope, join keys, task ids, tasks.
+"""Enforcement rules (docs/design.md §3 rules 1-5): scope, join keys, task ids, tasks.
 
 What the stateful enforce stage keeps per product key, and what it decides
 when a result meets a listing, from either side. Pure: imports neither Beam

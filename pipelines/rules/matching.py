@@ -1,6 +1,6 @@
 """Product identity: normalisation and matching of inspection results to listings.
 
-DESIGN.md §3 rule 2. A failed inspection result names a product (brand, model,
+docs/design.md §3 rule 2. A failed inspection result names a product (brand, model,
 labelled manufacturer, maybe a GTIN); every platform lists that product under
 its own spelling: full-width characters typed with a Chinese IME
 (``ＫＸ－２０００Ａ``), hyphens and spaces in model codes (``KX-2000A``,
@@ -705,7 +705,7 @@ class Match:
 
 
 def match(result: ProductIdentity, listing: ListingView, cfg: MatchingConfig) -> Match | None:
-    """Does ``listing`` offer the product of inspection ``result``? (DESIGN rule 2)
+    """Does ``listing`` offer the product of inspection ``result``? (docs/design.md rule 2)
 
     In order, first that applies:
 
@@ -821,7 +821,7 @@ def _manufacturer_agreement(
 
 def classify(m: Match | None, cfg: MatchingConfig) -> Decision:
     """``confidence >= thresholds.task`` -> TASK; ``>= thresholds.review`` -> REVIEW; else
-    IGNORE (also for no match). Only TASK may lead to a takedown (DESIGN rule 2)."""
+    IGNORE (also for no match). Only TASK may lead to a takedown (docs/design.md rule 2)."""
     if m is None:
         return Decision.IGNORE
     if m.confidence >= cfg.thresholds.task:

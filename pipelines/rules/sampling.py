@@ -1,4 +1,4 @@
-"""Sampling plans with prior quality information (GB/T 28863-2012), DESIGN.md §3 rule 1.
+"""Sampling plans with prior quality information (GB/T 28863-2012), docs/design.md §3 rule 1.
 
 A regulator buys ``n`` units of a product (one *supervised population*: the same
 model from the same labelled producer, on any platform, by any seller), tests

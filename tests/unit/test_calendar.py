@@ -1,7 +1,8 @@
-"""Working-day deadlines (DESIGN.md §3 rule 5) on the PRC 2026 calendar, hand-computed.
+"""Working-day deadlines (docs/design.md §3 rule 5) on the PRC 2026 calendar, hand-computed.
 
 Every expected value below was worked out by hand from
-shared/reference/cn-public-holidays-2026.md; none is computed by the code under test.
+the State Council notice on the 2026 holidays (see config/calendars/cn.yaml); none is
+computed by the code under test.
 A deadline is the END (23:59:59.999 local) of the N-th working day AFTER the local
 day of issue. Asia/Shanghai is UTC+8 all year (no DST), so the end of a local day D
 is D 15:59:59.999 UTC.

@@ -1,4 +1,4 @@
-"""Enforcement rules (DESIGN.md §3 rules 1-5): join keys, scope, finality, task ids,
+"""Enforcement rules (docs/design.md §3 rules 1-5): join keys, scope, finality, task ids,
 pair decisions, withdrawals and the folding of listing observations.
 
 Records start from omm.generate.FeedGenerator (realistic Avro-shaped dicts) with the

@@ -1,4 +1,4 @@
-"""Product-identity normalisation and matching (DESIGN.md §3 rule 2)."""
+"""Product-identity normalisation and matching (docs/design.md §3 rule 2)."""
 
 from __future__ import annotations
 

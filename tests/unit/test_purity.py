@@ -1,4 +1,4 @@
-"""The pure modules import neither Beam nor Kafka (DESIGN.md §5), so rules test without either.
+"""The pure modules import neither Beam nor Kafka (docs/design.md §5), so rules test without either.
 
 Each module is imported in a fresh interpreter, where nothing else has pulled Beam or
 Kafka in yet; then sys.modules tells whether the import did. Rule modules are found by

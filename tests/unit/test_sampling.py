@@ -1,4 +1,4 @@
-"""GB/T 28863 sampling-plan rules (DESIGN.md §3 rule 1), against hand-computed values."""
+"""GB/T 28863 sampling-plan rules (docs/design.md §3 rule 1), against hand-computed values."""
 
 from __future__ import annotations
 
