@@ -179,15 +179,16 @@ def provision(
     new_password = rotate or not password_file.exists()
     client = kafka_client.admin(bootstrap, admin)
     try:
+        password = (
+            secrets.token_urlsafe(32)
+            if new_password
+            else password_file.read_text(encoding="utf-8").strip()
+        )
+        upsert_scram_user(client, user, password, cfg.scram_mechanism, cfg.scram_iterations)
         if new_password:
-            # the broker learns it first: a file naming a password the broker
-            # never accepted would only mislead
-            password = secrets.token_urlsafe(32)
-            upsert_scram_user(client, user, password, cfg.scram_mechanism, cfg.scram_iterations)
+            # written only once the broker has it: a file naming a password the
+            # broker never accepted would only mislead
             write_secret_file(password_file, password)
-        else:
-            password = password_file.read_text(encoding="utf-8").strip()
-            upsert_scram_user(client, user, password, cfg.scram_mechanism, cfg.scram_iterations)
         apply_grants(client, grants)
     finally:
         client.close()
