@@ -517,6 +517,7 @@ def run_all_cmd(
 def _run_stages(stages: list[tuple[str, Any]]) -> list[Any]:
     """Run pipelines until done or stopped (Ctrl-C stops them cleanly: omm.runner)."""
     from connectors.delivery import BrokerUnavailable
+    from omm.errors import UNAVAILABLE
     from omm.runner import Stage, StageFailed, run_stages
 
     try:
@@ -525,10 +526,11 @@ def _run_stages(stages: list[tuple[str, Any]]) -> list[Any]:
         if not isinstance(exc.error, BrokerUnavailable):
             raise exc.error from None
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
-        raise typer.Exit(1) from exc
-    except TimeoutError as exc:
+        # the cluster, not the records: the same code as any unreachable cluster
+        raise typer.Exit(UNAVAILABLE) from exc
+    except TimeoutError as exc:  # a stage did not stop within OMM_STOP_GRACE_S
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
-        raise typer.Exit(1) from exc
+        raise typer.Exit(UNAVAILABLE) from exc
 
 
 def run_enforce_job(

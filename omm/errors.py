@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+from kafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    TopicAuthorizationFailedError,
+)
 
+from connectors.acl import AccessError
 from connectors.broker.manager import BrokerError
+from connectors.delivery import BrokerUnavailable
 from connectors.probe import BadBootstrap, BrokerUnreachable, MissingTopics
 from connectors.push import FileNotUtf8
+from connectors.security import AuthenticationFailed, SecurityConfigError
 
 # exit codes, beside 0 (done) and 1 (records rejected or an account that does not balance)
 USAGE = 2  # the command line or the input file is wrong
@@ -62,6 +70,21 @@ def _explain_one(exc: BaseException) -> Explanation | None:
         return Explanation(f"{exc}: pass --bootstrap HOST:PORT", USAGE)
     if isinstance(exc, MissingTopics | FileNotUtf8):
         return Explanation(str(exc), USAGE)
+    if isinstance(exc, BrokerUnavailable):  # its message is the one line, budget included
+        return Explanation(str(exc), UNAVAILABLE)
+    if isinstance(exc, AuthenticationFailed):
+        return Explanation(f"{exc}: check OMM_KAFKA_SASL_USERNAME and the password (file)", USAGE)
+    if isinstance(exc, SecurityConfigError):
+        return Explanation(f"Kafka security settings: {exc}", USAGE)
+    if isinstance(exc, TopicAuthorizationFailedError | GroupAuthorizationFailedError):
+        return Explanation(
+            f"the cluster refused access ({type(exc).__name__}: {exc}): this principal "
+            "has no ACL for it; a platform may write only omm.feed.<itself>.* and read "
+            "only its own tasks and feedback",
+            USAGE,
+        )
+    if isinstance(exc, AccessError):
+        return Explanation(f"provisioning refused: {exc}", USAGE)
     if isinstance(exc, KafkaTimeoutError | KafkaConnectionError):
         # the probe passed, so the cluster went away (or stalled) while working
         return Explanation(

@@ -69,10 +69,12 @@ class Settings(BaseSettings):
     )
     commit_every_records: int = Field(
         default=delivery.DeliveryPolicy.commit_every_records,
+        gt=0,  # 0 would end every bundle before it read anything: a reader that never reads
         description="A reader's bundle ends (outputs flushed, offsets committed) after this many.",
     )
     commit_every_s: float = Field(
         default=delivery.DeliveryPolicy.commit_every_s,
+        gt=0,
         description="... or after this many seconds: what a crash replays at most, roughly.",
     )
 

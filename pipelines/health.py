@@ -40,6 +40,7 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from connectors.records import OutboundMessage
+from connectors.security import KafkaSecurity
 from omm.config import FeedHealthConfig
 from omm.settings import get_settings
 from omm.topics import VALID_NAMES, TopicNames
@@ -86,7 +87,11 @@ class _BatchJudge:
     """Validates a batch with the feed's suite and says where its held records go."""
 
     def __init__(
-        self, topics: TopicNames, config_dir: str | None, bootstrap: str | None = None
+        self,
+        topics: TopicNames,
+        config_dir: str | None,
+        bootstrap: str | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         # Great Expectations is imported here, once per worker (~3 s, ~130 MB).
         import great_expectations  # noqa: F401  (import first: it configures its loggers)
@@ -100,6 +105,7 @@ class _BatchJudge:
         self._registry = SchemaRegistry.load()
         self._topics = topics
         self._bootstrap = bootstrap
+        self._security = security
         self._batches = Metrics.counter(STAGE, "health_batches")
         self._refreshes = Metrics.counter(STAGE, "known_task_refreshes")
         self._counters: dict[tuple[str, str], Any] = {}
@@ -176,19 +182,23 @@ class _BatchJudge:
             return known
         self._refreshes.inc()
         return frozenset(known) | issued_task_ids(
-            self._bootstrap, self._topics.tasks(platform), self._registry
+            self._bootstrap, self._topics.tasks(platform), self._registry, self._security
         )
 
 
 def issued_task_ids(
-    bootstrap: str, topic: str, registry: SchemaRegistry, timeout_s: float = 30.0
+    bootstrap: str,
+    topic: str,
+    registry: SchemaRegistry,
+    security: KafkaSecurity | None = None,
+    timeout_s: float = 30.0,
 ) -> frozenset[str]:
     """Every task id on ``topic`` up to its end offset now (tasks are kept forever)."""
     from kafka import TopicPartition
 
     from connectors import kafka_client
 
-    consumer = kafka_client.consumer(bootstrap)
+    consumer = kafka_client.consumer(bootstrap, security=security)
     try:
         parts = kafka_client.retrying(lambda: consumer.partitions_for_topic(topic)) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
@@ -221,15 +231,19 @@ class _FeedHealthFn(beam.DoFn):
         streaming: bool,
         config_dir: str | None,
         bootstrap: str | None = None,
+        security: KafkaSecurity | None = None,
     ):
         self._topics = topics
         self._cfg = cfg
         self._streaming = streaming
         self._config_dir = config_dir
         self._bootstrap = bootstrap
+        self._security = security
 
     def setup(self) -> None:
-        self._batch_judge = _BatchJudge(self._topics, self._config_dir, self._bootstrap)
+        self._batch_judge = _BatchJudge(
+            self._topics, self._config_dir, self._bootstrap, self._security
+        )
 
 
 class _CheckFeedHealthFn(_FeedHealthFn):
@@ -353,10 +367,11 @@ class _FeedHealthStage(beam.PTransform):
         streaming: bool,
         config_dir: str | None = None,
         bootstrap: str | None = None,
+        security: KafkaSecurity | None = None,
     ):
         super().__init__()
         # bootstrap: lets the takedown suite re-read omm.tasks.<platform> (see _BatchJudge)
-        self._fn = self.fn(topics, cfg, streaming, config_dir, bootstrap)
+        self._fn = self.fn(topics, cfg, streaming, config_dir, bootstrap, security)
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         return rows | "ValidateBatches" >> beam.ParDo(self._fn).with_input_types(

@@ -339,14 +339,14 @@ class Ingest(beam.PTransform):
         streaming = job.idle_timeout_s is None
         if any(mode == "warn" for mode in modes.values()):
             reports = checked[HEALTH] | "BatchWarnFeeds" >> BatchWarnFeeds(
-                job.topics, health_cfg, streaming, job.config_dir, job.bootstrap
+                job.topics, health_cfg, streaming, job.config_dir, job.bootstrap, job.security
             )
             reports | "WriteHealth" >> WriteToKafka(
                 job.bootstrap, commit_group=job.group_id, sink=sink, security=job.security
             )
         if any(mode == "quarantine" for mode in modes.values()):
             judged = checked[HELD] | "CheckHeldFeeds" >> CheckFeedHealth(
-                job.topics, health_cfg, streaming, job.config_dir, job.bootstrap
+                job.topics, health_cfg, streaming, job.config_dir, job.bootstrap, job.security
             )
             judged | "WriteJudged" >> WriteToKafka(
                 job.bootstrap, commit_group=job.group_id, sink=sink, security=job.security

@@ -34,6 +34,7 @@ from pipelines.rules.matching import gtin_is_valid
 # config/rules.yaml (record_rules) in the context instead.
 DEFAULT_MAX_ID_CHARS = 200
 DEFAULT_MAX_FIELD_CHARS = 2000
+DEFAULT_MAX_TEXT_CHARS = 5000
 DEFAULT_EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -46,7 +47,7 @@ class RuleContext:
     max_price_minor: int
     currencies: frozenset[str]
     platforms: frozenset[str]
-    max_text_chars: int = 5000
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     # the platform the record's topic belongs to; None for regulator topics
     topic_platform: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -69,11 +70,14 @@ def _ctx(info: ValidationInfo) -> RuleContext | None:
 # UTF-8 writer can encode. Identifiers must be printable; text may hold line breaks and
 # invisible format characters (emoji joiners) but must show something.
 
-# categories refused everywhere: controls, unpaired surrogates, line/paragraph separators
-_BAD_IN_TEXT = frozenset({"Cc", "Cs", "Zl", "Zp"})
-# ... and in identifiers also format (zero-width, bidi) and private-use characters
-_BAD_IN_ID = _BAD_IN_TEXT | {"Cf", "Co"}
-_TEXT_CONTROLS_ALLOWED = frozenset("\t\n\r")
+# categories refused in text: controls (other than line breaks) and unpaired surrogates
+_BAD_IN_TEXT = frozenset({"Cc", "Cs"})
+# ... and in identifiers also line/paragraph separators, format (zero-width, bidi) and
+# private-use characters
+_BAD_IN_ID = _BAD_IN_TEXT | {"Zl", "Zp", "Cf", "Co"}
+# Every line break real text carries: CR/LF, and VT, FF and NEL from legacy encodings
+# (U+2028/2029, from pasted web text, are Zl/Zp and not refused in text at all).
+_TEXT_CONTROLS_ALLOWED = frozenset("\t\n\r\x0b\x0c\x85")
 _SHOWN_CHARS = 60
 
 
@@ -106,13 +110,14 @@ def _char_label(c: str) -> str:
     return f"U+{ord(c):04X}" + (f" {name}" if name else "") + f" ({kind} character)"
 
 
-def _check_chars(value: str, info: ValidationInfo, *, identifier: bool) -> str:
+def _check_chars(value: str, info: ValidationInfo, *, identifier: bool, long: bool = False) -> str:
     ctx = _ctx(info)
-    limit = (
-        (ctx.max_id_chars if ctx else DEFAULT_MAX_ID_CHARS)
-        if identifier
-        else (ctx.max_field_chars if ctx else DEFAULT_MAX_FIELD_CHARS)
-    )
+    if identifier:
+        limit = ctx.max_id_chars if ctx else DEFAULT_MAX_ID_CHARS
+    elif long:  # prose (reasons, legal bases, standards) and URLs: the free-text limit
+        limit = ctx.max_text_chars if ctx else DEFAULT_MAX_TEXT_CHARS
+    else:
+        limit = ctx.max_field_chars if ctx else DEFAULT_MAX_FIELD_CHARS
     if len(value) > limit:
         raise PydanticCustomError(
             "max_length",
@@ -134,7 +139,9 @@ def _check_chars(value: str, info: ValidationInfo, *, identifier: bool) -> str:
         pos, char = bad
         raise PydanticCustomError(
             "id_characters" if identifier else "text_characters",
-            "'{value}' contains {char} at position {pos}; "
+            # never the value in the message: a rejection's message is echoed where its
+            # value is withheld (a consumer id, a complaint's text), see record_rules
+            "contains {char} at position {pos}; "
             + (
                 "identifiers must be printable, without control, invisible or "
                 "line-separator characters"
@@ -158,6 +165,11 @@ def _optional_identifier(value: str | None, info: ValidationInfo) -> str | None:
 
 def _text(value: str, info: ValidationInfo) -> str:
     _check_chars(value, info, identifier=False)
+    return _not_blank(value)
+
+
+def _long_text(value: str, info: ValidationInfo) -> str:
+    _check_chars(value, info, identifier=False, long=True)
     return _not_blank(value)
 
 
@@ -206,6 +218,7 @@ OptionalIdentifier = Annotated[str | None, AfterValidator(_optional_identifier)]
 Text = Annotated[str, AfterValidator(_text)]
 OptionalText = Annotated[str | None, AfterValidator(_optional_text)]
 FreeText = Annotated[str, AfterValidator(_free_text)]
+LongText = Annotated[str, AfterValidator(_long_text)]
 Gtin = Annotated[str | None, AfterValidator(_gtin)]
 # Avro int / long upper bounds: a model must not accept a number the codec cannot write
 AVRO_INT_MAX = 2**31 - 1
@@ -385,7 +398,7 @@ class Listing(PlatformRecord):
     manufacturer: OptionalText = None
     price_minor: int = Field(ge=0, le=AVRO_LONG_MAX)
     currency: Identifier
-    url: Text
+    url: LongText
     status: ListingStatus
     observed_at: AwareDatetime
 
@@ -412,7 +425,7 @@ class Listing(PlatformRecord):
 class FailedItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     item: Text
-    standard: Text
+    standard: LongText
     kind: FailedItemKind
 
 
@@ -522,7 +535,7 @@ class TakedownNotice(PlatformRecord):
     listing_id: Identifier
     task_id: OptionalIdentifier = None
     action: TakedownAction
-    reason: Text
+    reason: LongText
     acted_at: AwareDatetime
 
 
@@ -537,7 +550,7 @@ class Penalty(FeedRecord):
     platform: OptionalIdentifier = None
     seller_id: OptionalIdentifier = None
     ground: PenaltyGround
-    legal_basis: Text
+    legal_basis: LongText
     decision_no: Text
     authority: Text
     decided_at: AwareDatetime

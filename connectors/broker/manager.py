@@ -589,10 +589,17 @@ class EmbeddedKafka:
                 *scram,
                 cds=self._cds_use_flags(jars),
             )
-            result = subprocess.run(
-                cmd, cwd=self.home, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                timeout=120,
-            )  # fmt: skip
+            try:
+                result = subprocess.run(
+                    cmd, cwd=self.home, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                    timeout=120,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired:
+                # never re-raise it: its text holds the whole command line, secret included
+                raise BrokerError(
+                    f"formatting the broker's storage in {self.data_dir} took over 120 s "
+                    "(a very busy machine?): run `omm broker start` again"
+                ) from None
             output = (result.stdout + result.stderr).strip()
             if secret:
                 output = output.replace(secret, "***")

@@ -76,3 +76,39 @@ def test_a_message_is_one_line_whatever_the_exception_text() -> None:
 def test_a_bug_is_not_explained_away(bug: Exception) -> None:
     assert explain(raised(bug)) is None
     assert INTERNAL == 70  # what the command line exits with for these
+
+
+@pytest.mark.parametrize(
+    ("error", "exit_code", "words"),
+    [
+        ("auth", USAGE, "OMM_KAFKA_SASL_USERNAME"),
+        ("config", USAGE, "security settings"),
+        ("topic_acl", USAGE, "no ACL"),
+        ("group_acl", USAGE, "no ACL"),
+        ("outage", UNAVAILABLE, "outage budget"),
+    ],
+)
+def test_security_refusals_and_a_spent_outage_budget_are_one_line_not_a_bug(
+    error: str, exit_code: int, words: str
+) -> None:
+    # Regression (review): these fell through to "unexpected error ... (a bug)", exit 70.
+    from kafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+
+    from connectors.delivery import BrokerUnavailable
+    from connectors.security import AuthenticationFailed, SecurityConfigError
+
+    exc = {
+        "auth": AuthenticationFailed("the broker refused the login of user 'tmall'"),
+        "config": SecurityConfigError("SASL_SSL needs a CA file"),
+        "topic_acl": TopicAuthorizationFailedError({"omm.tasks.jd"}),
+        "group_acl": GroupAuthorizationFailedError("jd.tail"),
+        "outage": BrokerUnavailable(
+            "Kafka unreachable for 300s while writing (outage budget 300s, "
+            "OMM_OUTAGE_BUDGET_S): giving up"
+        ),
+    }[error]
+
+    found = explain(raised(exc, RuntimeError))
+
+    assert found is not None and found.exit_code == exit_code != INTERNAL
+    assert words in found.message and "\n" not in found.message

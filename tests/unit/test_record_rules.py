@@ -183,3 +183,46 @@ def test_listings_are_echoed_as_before_with_the_redactor() -> None:
     with pytest.raises(RuleViolation) as caught:
         check_record("listing", record, ctx(), REDACTOR)
     assert caught.value.first.value == "13812345678"  # business data, no personal policy
+
+
+@pytest.mark.parametrize(
+    "consumer_id",
+    ["ab12\u200bcd34", "zhang.wei\u200b1985", "w" * 66 + "\x00"],
+)
+def test_a_character_rule_never_puts_a_withheld_value_in_its_message(consumer_id: str) -> None:
+    # Regression (review): id_characters wrote the escaped id into the message, which
+    # the redactor could not recognise once escaped and cut, and the message is echoed
+    # into feedback and the DLQ header where the value itself is withheld.
+    record = planted_complaint(consumer_id=consumer_id)
+    with pytest.raises(RuleViolation) as caught:
+        check_record("complaint", record, ctx("jd"), REDACTOR)
+    first = caught.value.first
+    assert (first.field, first.rule, first.value) == ("consumer_id", "id_characters", None)
+    visible = consumer_id.replace("\u200b", "").replace("\x00", "")
+    for piece in (visible[:4], visible[-4:], "\\u200b" + visible[4:8]):
+        assert piece not in echoed(caught.value)
+
+
+@pytest.mark.parametrize("line_break", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\r\n"])
+def test_text_may_carry_any_line_break_real_text_has(line_break: str) -> None:
+    # Regression (review): U+2028 (pasted web text), NEL, VT and FF (legacy encodings)
+    # dead-lettered genuine complaints and listing titles as text_characters.
+    complaint = planted_complaint(text=f"line one{line_break}line two")
+    assert check_record("complaint", complaint, ctx("jd"), REDACTOR).text.endswith("line two")
+    listing = {
+        **FeedGenerator(seed=3, now=NOW).listing("tmall", 1),
+        "title": f"kettle{line_break}1.7L",
+    }
+    assert check_record("listing", listing, ctx("tmall")).title.startswith("kettle")
+
+
+def test_prose_fields_and_urls_take_the_free_text_limit_not_the_short_field_one() -> None:
+    # Regression (review): a long legal basis, standard, reason or URL was refused at
+    # max_field_chars (2,000) although it is prose.
+    url = "https://shop.example/item?" + "&utm=" * 700  # 3,526 characters
+    listing = {**FeedGenerator(seed=3, now=NOW).listing("tmall", 2), "url": url}
+    assert check_record("listing", listing, ctx("tmall")).url == url
+    too_long = {**listing, "url": "https://shop.example/" + "a" * 6000}
+    with pytest.raises(RuleViolation) as caught:
+        check_record("listing", too_long, ctx("tmall"))
+    assert (caught.value.first.field, caught.value.first.rule) == ("url", "max_length")
