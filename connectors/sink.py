@@ -54,15 +54,20 @@ class KafkaSink:
             f"connecting the writer ({bootstrap})",
             self._policy,
         )
-        self._admin: KafkaAdminClient | None = (
-            delivery.connect(
-                lambda: kafka_client.admin(bootstrap, security),
-                f"connecting the offset committer ({bootstrap})",
-                self._policy,
+        try:
+            self._admin: KafkaAdminClient | None = (
+                delivery.connect(
+                    lambda: kafka_client.admin(bootstrap, security),
+                    f"connecting the offset committer ({bootstrap})",
+                    self._policy,
+                )
+                if commit_group
+                else None
             )
-            if commit_group
-            else None
-        )
+        except BaseException:
+            # a set-up the runner retries must not leave a producer (thread, sockets) behind
+            self._producer.close(timeout=0)
+            raise
         self._commit_group = commit_group
         self._lock = threading.Lock()
         self._positions: dict[tuple[str, int], int] = {}

@@ -104,6 +104,9 @@ def run_stages(stages: list[Stage], stop_grace_s: float) -> list[Any]:
     results: dict[str, Any] = {}
     errors: list[StageFailed] = []
     stop_asked_at: list[float] = []
+    # signals only: a stop asked because a stage failed must not make the operator's
+    # first Ctrl-C count as the second (which quits without flushing)
+    signals_seen: list[int] = []
 
     def body(stage: Stage) -> None:
         try:
@@ -113,10 +116,12 @@ def run_stages(stages: list[Stage], stop_grace_s: float) -> list[Any]:
             delivery.request_stop()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop_asked_at:
+        if signals_seen:
             log.warning("second interrupt: quitting now; the next run resumes from the last commit")
             os._exit(_INTERRUPTED_EXIT)
-        stop_asked_at.append(time.monotonic())
+        signals_seen.append(signum)
+        if not stop_asked_at:
+            stop_asked_at.append(time.monotonic())
         log.warning(
             "stopping: finishing the bundles in flight, flushing and committing "
             "(Ctrl-C again to quit at once)"
