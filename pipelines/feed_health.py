@@ -44,7 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipelines.rules.matching import gtin_is_valid
+from schemas.gtin import gtin_is_valid
 from schemas.registry import SchemaRegistry
 
 __all__ = [

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from pipelines.rules.matching import gtin_is_valid
+from schemas.gtin import gtin_is_valid
 
 # Field-size limits when no rule context is given; ingest and push pass the values of
 # config/rules.yaml (record_rules) in the context instead.

@@ -39,6 +39,8 @@ from typing import Any
 
 import yaml
 
+from schemas.gtin import gtin_digits, gtin_is_valid
+
 __all__ = [
     "BrandAliases",
     "Confidences",
@@ -236,34 +238,6 @@ def normalise_manufacturer(s: str | None, suffixes: Iterable[str]) -> str | None
 
 # --- GTIN ---------------------------------------------------------------------------
 
-_GTIN_LENGTHS = frozenset({8, 12, 13, 14})
-
-
-def _gtin_digits(gtin: str) -> str | None:
-    digits = "".join(unicodedata.normalize("NFKC", gtin).split())
-    if len(digits) not in _GTIN_LENGTHS or not all("0" <= ch <= "9" for ch in digits):
-        return None
-    return digits
-
-
-def gtin_is_valid(gtin: str) -> bool:
-    """GTIN-8, -12 (UPC-A), -13 (EAN) or -14, with a correct GS1 mod-10 check digit.
-
-    Whitespace is ignored (printed codes are often grouped ``4 006381 333931``);
-    after that only ASCII digits are accepted (full-width digits are NFKC-mapped
-    first). Check digit: weighting the data digits 3, 1, 3, ... from the right
-    (the digit next to the check digit gets 3), the check digit makes the
-    weighted sum a multiple of 10. An all-zero code passes that arithmetic but
-    is not a GTIN (GS1 never allocates it; it is the usual placeholder), so it
-    is rejected.
-    """
-    digits = _gtin_digits(gtin)
-    if digits is None or not digits.strip("0"):
-        return False
-    body, check = digits[:-1], int(digits[-1])
-    weighted = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
-    return (10 - weighted % 10) % 10 == check
-
 
 def normalise_gtin(s: str | None) -> str | None:
     """A valid GTIN zero-padded to 14 digits (GTIN-14 form), else None.
@@ -276,7 +250,7 @@ def normalise_gtin(s: str | None) -> str | None:
     """
     if s is None or not gtin_is_valid(s):
         return None
-    digits = _gtin_digits(s)
+    digits = gtin_digits(s)
     return digits.zfill(14) if digits is not None else None
 
 
