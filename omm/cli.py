@@ -26,7 +26,7 @@ from typer.core import TyperGroup
 
 from omm.platforms import platform_app
 from omm.settings import get_settings, pseudonym_key
-from omm.tables import table
+from omm.tables import print_accounts, print_enforce_account, table
 
 if TYPE_CHECKING:
     from connectors.probe import Cluster
@@ -406,7 +406,7 @@ def run_ingest_cmd(
     )
     if accounts is None:  # stopped by the operator before the pipeline returned
         return
-    print_accounts(accounts)
+    print_accounts(accounts, console)
     if any(not a.balanced for a in accounts):
         raise typer.Exit(1)
 
@@ -479,7 +479,7 @@ def run_enforce_cmd(
     )
     if account is None:
         return
-    print_enforce_account(account)
+    print_enforce_account(account, console)
     if not account.balanced:
         raise typer.Exit(1)
 
@@ -498,9 +498,9 @@ def run_all_cmd(
     _ready_for_enforce(servers, prefix)
     if until_idle is not None:
         accounts = run_ingest_job(servers, prefix, None, until_idle, None)
-        print_accounts(accounts)
+        print_accounts(accounts, console)
         enforce_account = run_enforce_job(servers, prefix, until_idle, None)
-        print_enforce_account(enforce_account)
+        print_enforce_account(enforce_account, console)
         if not enforce_account.balanced or any(not a.balanced for a in accounts):
             raise typer.Exit(1)
         return
@@ -562,40 +562,6 @@ def _running(stage: str, until_idle: float | None, quiet: bool) -> Any:
     return console.status(
         f"{stage} running…" + (f" (until idle {until_idle}s)" if until_idle else "")
     )
-
-
-def print_enforce_account(account: Any) -> None:
-    counts = ("in", "keyed", "unkeyed", "dead letters", "tasks", "reviews", "withdrawn")
-    account_table = table(
-        "in", "keyed", "unkeyed", "dead letters", "balanced", "tasks", "reviews", "withdrawn",
-        counts=counts, title="enforce account",
-    )  # fmt: skip
-    account_table.add_row(
-        *(str(getattr(account, f)) for f in ("read", "keyed", "unkeyed", "dead")),
-        "[green]yes[/green]" if account.balanced else "[red]NO[/red]",
-        *(str(getattr(account, f)) for f in ("tasks", "reviews", "withdrawn")),
-    )
-    console.print(account_table)
-
-
-def print_accounts(accounts: list[Any]) -> None:
-    account_table = table(
-        "source topic", "in", "valid", "quarantined", "dead letters", "balanced",
-        counts=("in", "valid", "quarantined", "dead letters"),
-        title="ingest account (in = valid + quarantined + dead letters)",
-    )  # fmt: skip
-    for a in accounts:
-        account_table.add_row(
-            a.topic,
-            str(a.read),
-            str(a.valid),
-            str(a.quarantined),
-            str(a.dead),
-            "[green]yes[/green]" if a.balanced else "[red]NO[/red]",
-        )
-    total = [sum(getattr(a, f) for a in accounts) for f in ("read", "valid", "quarantined", "dead")]
-    account_table.add_row("[b]total[/b]", *map(str, total), "", end_section=True)
-    console.print(account_table)
 
 
 # ---------------------------------------------------------------- report

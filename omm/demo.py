@@ -202,7 +202,7 @@ class Demo:
 
     def ingest(self, title: str) -> None:
         from omm.beam_runtime import pipeline_args_with_defaults
-        from omm.cli import print_accounts
+        from omm.tables import print_accounts
         from pipelines.ingest import IngestJob, run_ingest
 
         self.console.rule(f"[b]{title}")
@@ -219,7 +219,7 @@ class Demo:
         ):
             started = time.monotonic()
             accounts = run_ingest(job, pipeline_args_with_defaults(None, streaming=False))
-        print_accounts([a for a in accounts if a.read])
+        print_accounts([a for a in accounts if a.read], self.console)
         read = sum(a.read for a in accounts)
         self.console.print(f"ingest read {read} records in {time.monotonic() - started:.1f}s")
         if not all(a.balanced for a in accounts):
@@ -252,14 +252,14 @@ class Demo:
 
     def enforce(self, title: str) -> dict[str, dict[str, Any]]:
         from omm.beam_runtime import pipeline_args_with_defaults
-        from omm.cli import print_enforce_account
+        from omm.tables import print_enforce_account
         from pipelines.enforce import EnforceJob, run_enforce
 
         self.console.rule(f"[b]{title}")
         job = EnforceJob(bootstrap=self.bootstrap, topics=self.topics, idle_timeout_s=IDLE_S)
         with self.console.status("enforce running: rebuilding state from the valid topics…"):
             account = run_enforce(job, pipeline_args_with_defaults(None, streaming=False))
-        print_enforce_account(account)
+        print_enforce_account(account, self.console)
         if not account.balanced:
             raise SystemExit("enforce account does not balance")
         return self.latest_tasks()

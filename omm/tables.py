@@ -1,4 +1,5 @@
-"""Rich tables that never cut a name short.
+"""Rich tables that never cut a name short, and the account tables the CLI and the
+demo both print (one place, so neither imports the other).
 
 Rich's default overflow is an ellipsis, and a topic name is one long word, so on
 an 80-column terminal (or any pipe, which rich treats as 80 columns) a prefixed
@@ -11,7 +12,9 @@ columns keep their width, since a number split over two lines misreads.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
 
@@ -28,3 +31,39 @@ def table(*headers: str, counts: Iterable[str] = (), title: str | None = None) -
         else:
             out.add_column(header, overflow="fold")
     return out
+
+
+def print_enforce_account(account: Any, console: Console) -> None:
+    """Enforce's account: in = keyed + unkeyed + dead letters, and what it emitted."""
+    counts = ("in", "keyed", "unkeyed", "dead letters", "tasks", "reviews", "withdrawn")
+    account_table = table(
+        "in", "keyed", "unkeyed", "dead letters", "balanced", "tasks", "reviews", "withdrawn",
+        counts=counts, title="enforce account",
+    )  # fmt: skip
+    account_table.add_row(
+        *(str(getattr(account, f)) for f in ("read", "keyed", "unkeyed", "dead")),
+        "[green]yes[/green]" if account.balanced else "[red]NO[/red]",
+        *(str(getattr(account, f)) for f in ("tasks", "reviews", "withdrawn")),
+    )
+    console.print(account_table)
+
+
+def print_accounts(accounts: list[Any], console: Console) -> None:
+    """Ingest's account per source topic: in = valid + quarantined + dead letters."""
+    account_table = table(
+        "source topic", "in", "valid", "quarantined", "dead letters", "balanced",
+        counts=("in", "valid", "quarantined", "dead letters"),
+        title="ingest account (in = valid + quarantined + dead letters)",
+    )  # fmt: skip
+    for a in accounts:
+        account_table.add_row(
+            a.topic,
+            str(a.read),
+            str(a.valid),
+            str(a.quarantined),
+            str(a.dead),
+            "[green]yes[/green]" if a.balanced else "[red]NO[/red]",
+        )
+    total = [sum(getattr(a, f) for a in accounts) for f in ("read", "valid", "quarantined", "dead")]
+    account_table.add_row("[b]total[/b]", *map(str, total), "", end_section=True)
+    console.print(account_table)

@@ -30,7 +30,7 @@ from rich.table import Table
 
 from connectors import kafka_client
 from omm.beam_runtime import pipeline_args_with_defaults
-from omm.bench import MACHINE, Rate, rate_table, raw_limit
+from omm.bench.limits import MACHINE, Rate, rate_table, raw_limit
 from omm.config import load_platforms, resolved_topics
 from omm.generate import FeedGenerator
 from omm.topics import TopicNames

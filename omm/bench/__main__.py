@@ -1,0 +1,43 @@
+"""`make bench`: omm's throughput beside the raw limit, measured in the same run.
+
+The raw limit is what plain kafka-python does with the same records and no
+Beam: consume + fastavro decode + encode + produce. The ingest figure is the
+real pipeline (FnApiRunner) on the same topic. Both are timed from their start
+to their last output record's broker timestamp, so Beam's start-up cost is
+counted and the idle wait that ends a bounded run is not."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from omm.bench.enforce import bench_enforce
+from omm.bench.ingest import bench_ingest
+from omm.bench.limits import start_broker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m omm.bench", description=__doc__)
+    parser.add_argument("--records", type=int, default=200_000, help="listing events for ingest")
+    parser.add_argument(
+        "--live-listings",
+        type=int,
+        nargs="*",
+        default=[100_000, 1_000_000],
+        help="live listings in enforce state for the latency runs",
+    )
+    parser.add_argument("--results", type=int, default=50, help="FAIL results timed per run")
+    parser.add_argument("--only", choices=["ingest", "enforce"], default=None)
+    args = parser.parse_args()
+    console = Console()
+    bootstrap = start_broker(console)
+    if args.only in (None, "ingest"):
+        bench_ingest(bootstrap, args.records, console)
+    if args.only in (None, "enforce"):
+        for n in args.live_listings:
+            bench_enforce(bootstrap, n, args.results, console)
+
+
+if __name__ == "__main__":
+    main()
