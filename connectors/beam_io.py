@@ -49,6 +49,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from connectors import delivery, kafka_client
+from connectors.connection import KafkaConnection
 from connectors.fetcher import PartitionFetcher
 from connectors.records import KafkaRecord, OutboundMessage
 from connectors.security import KafkaSecurity
@@ -131,7 +132,10 @@ class _ReadPartitionFn(beam.DoFn):
 
     def setup(self) -> None:
         self._fetcher = PartitionFetcher(
-            self._bootstrap, client_id=f"omm-read-{self._read_id[:8]}", security=self._security
+            self._bootstrap,
+            client_id=f"omm-read-{self._read_id[:8]}",
+            security=self._security,
+            policy=self._policy,
         )
         self._outage = delivery.OutageClock(
             f"reading ({self._bootstrap})",
@@ -257,7 +261,7 @@ class ReadFromKafka(beam.PTransform):
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         topics: Sequence[str],
         group_id: str,
         start: str = "committed",
@@ -265,22 +269,21 @@ class ReadFromKafka(beam.PTransform):
         max_records_per_poll: int = 20000,
         poll_timeout_ms: int = 20,
         from_earliest: Sequence[str] = (),
-        security: KafkaSecurity | None = None,
     ) -> None:
         super().__init__()
         self._from_earliest = frozenset(from_earliest)
-        self._security = security
+        self._security = kafka.security
         if start not in ("committed", "earliest"):
             raise ValueError(f"start must be 'committed' or 'earliest', not {start!r}")
-        self._bootstrap = bootstrap
+        self._bootstrap = kafka.bootstrap
         self._topics = list(topics)
         self._group_id = group_id
         self._start = start
         self._idle_timeout_s = idle_timeout_s
         self._max_records = max_records_per_poll
         self._poll_timeout_ms = poll_timeout_ms
-        # captured now, so it travels with the DoFn to whichever worker runs it
-        self._policy = delivery.policy()
+        # from the job: it travels with the DoFn to whichever worker runs it
+        self._policy = kafka.delivery
 
     def seeds(self) -> list[PartitionSeed]:
         sec = self._security
@@ -379,19 +382,18 @@ class WriteToKafka(beam.PTransform):
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         commit_group: str | None = None,
         producer_config: dict[str, Any] | None = None,
         sink: str | None = None,
-        security: KafkaSecurity | None = None,
     ) -> None:
         super().__init__()
-        self._security = security
-        self._bootstrap = bootstrap
+        self._security = kafka.security
+        self._bootstrap = kafka.bootstrap
         self._commit_group = commit_group
         self._producer_config = producer_config or {}
         self._sink_id = sink or uuid.uuid4().hex
-        self._policy = delivery.policy()
+        self._policy = kafka.delivery
 
     def expand(self, messages: beam.PCollection) -> beam.PCollection:
         return messages | "Produce" >> beam.ParDo(

@@ -35,12 +35,17 @@ class PartitionFetcher:
         client_id: str,
         max_buffered: int = 100_000,
         security: KafkaSecurity | None = None,
+        policy: delivery.DeliveryPolicy | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._security = security
+        self._policy = policy or delivery.policy()
         self._consumer = delivery.connect(
-            lambda: kafka_client.consumer(bootstrap, security=security, client_id=client_id),
+            lambda: kafka_client.consumer(
+                bootstrap, security=security, policy=self._policy, client_id=client_id
+            ),
             f"connecting the reader ({bootstrap})",
+            self._policy,
         )
         self._probe: KafkaConsumer | None = None
         self._max_buffered = max_buffered
@@ -113,9 +118,13 @@ class PartitionFetcher:
         if self._probe is None:
             self._probe = delivery.connect(
                 lambda: kafka_client.consumer(
-                    self._bootstrap, security=self._security, client_id="omm-read-probe"
+                    self._bootstrap,
+                    security=self._security,
+                    policy=self._policy,
+                    client_id="omm-read-probe",
                 ),
                 f"connecting the reader's probe ({self._bootstrap})",
+                self._policy,
             )
         return self._probe
 

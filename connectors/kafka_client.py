@@ -23,7 +23,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from connectors import delivery
 from connectors.acl import raise_if_unauthorized
 from connectors.security import KafkaSecurity, client_kwargs, login_errors
-from omm.config import ResolvedTopic
+from connectors.topics import ResolvedTopic
 
 # No "retries": kafka-python's default is unbounded, and the delivery timeout
 # (from the policy, see producer()) is what bounds a send, as in Kafka's own.
@@ -45,9 +45,12 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 
 
 def producer(
-    bootstrap: str, security: KafkaSecurity | None = None, **overrides: Any
+    bootstrap: str,
+    security: KafkaSecurity | None = None,
+    policy: delivery.DeliveryPolicy | None = None,
+    **overrides: Any,
 ) -> KafkaProducer:
-    timing = delivery.policy().producer_config()
+    timing = (policy or delivery.policy()).producer_config()
     with login_errors(security, bootstrap):
         return KafkaProducer(
             bootstrap_servers=bootstrap.split(","),
@@ -59,9 +62,10 @@ def consumer(
     bootstrap: str,
     group_id: str | None = None,
     security: KafkaSecurity | None = None,
+    policy: delivery.DeliveryPolicy | None = None,
     **overrides: Any,
 ) -> KafkaConsumer:
-    timing = delivery.policy().client_config()
+    timing = (policy or delivery.policy()).client_config()
     with login_errors(security, bootstrap):
         return KafkaConsumer(
             bootstrap_servers=bootstrap.split(","),
@@ -71,11 +75,14 @@ def consumer(
 
 
 def admin(
-    bootstrap: str, security: KafkaSecurity | None = None, **overrides: Any
+    bootstrap: str,
+    security: KafkaSecurity | None = None,
+    policy: delivery.DeliveryPolicy | None = None,
+    **overrides: Any,
 ) -> KafkaAdminClient:
     settings = {
         "client_id": "omm-admin",
-        **delivery.policy().client_config(),
+        **(policy or delivery.policy()).client_config(),
         **client_kwargs(security),
         **overrides,
     }
@@ -275,3 +282,35 @@ def retrying(call: Callable[[], T], timeout_s: float = 30.0) -> T:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+def delete_namespace(
+    bootstrap: str, prefix: str, group_prefix: str, wait_s: float = 60.0
+) -> list[str]:
+    """Delete every topic named ``<prefix>…`` and the consumer groups named after the
+    namespace; return the topics deleted, once the broker no longer lists them.
+
+    Waits because Kafka deletes asynchronously: a topic re-created under the same
+    name too early would be refused, or deleted after the fact. Group ids follow
+    the pipelines' patterns, ``<prefix>…`` and ``<group_prefix>.<prefix>…``.
+    """
+    if not prefix.endswith(".") or len(prefix) < 2:
+        # an empty prefix would be every topic of the cluster
+        raise ValueError(f"a namespace prefix ends with '.', like 'demo.', not {prefix!r}")
+    client = admin(bootstrap)
+    try:
+        doomed = sorted(t for t in client.list_topics() if t.startswith(prefix))
+        if doomed:
+            client.delete_topics(doomed)
+        owned = (prefix, f"{group_prefix}.{prefix}")
+        mine = [g["group_id"] for g in client.list_groups() if g["group_id"].startswith(owned)]
+        if mine:
+            client.delete_groups(mine)
+        deadline = time.monotonic() + wait_s
+        while any(t.startswith(prefix) for t in client.list_topics()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics under {prefix!r} still listed after {wait_s:g}s")
+            time.sleep(0.2)
+        return doomed
+    finally:
+        client.close()

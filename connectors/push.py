@@ -21,9 +21,16 @@ from kafka.producer.future import FutureRecordMetadata
 from connectors import kafka_client
 from connectors.probe import Cluster, probe
 from connectors.security import KafkaSecurity
-from omm.config import PlatformRegistry, RulesConfig
-from omm.topics import FEED_ENTITIES, REGULATOR_ENTITIES, TopicNames
-from pipelines.rules.record_rules import RuleViolation, Violation, check_record, rule_context
+from connectors.topics import TopicNames
+from pipelines.rules.platforms import PlatformRegistry
+from pipelines.rules.record_rules import (
+    RecordRulesConfig,
+    RuleViolation,
+    Violation,
+    check_record,
+    rule_context,
+)
+from schemas.feeds import FEED_ENTITIES, REGULATOR_ENTITIES
 from schemas.models import utc_now
 from schemas.registry import SchemaRegistry
 
@@ -177,7 +184,7 @@ def push_records(
     feed: str,
     platform: str | None,
     bootstrap: str,
-    rules: RulesConfig,
+    rules: RecordRulesConfig,
     platforms: PlatformRegistry,
     topics: TopicNames | None = None,
     registry: SchemaRegistry | None = None,

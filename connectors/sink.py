@@ -50,14 +50,14 @@ class KafkaSink:
         self._security = security
         config = {**self._policy.producer_config(streaming=True), **producer_config}
         self._producer: KafkaProducer = delivery.connect(
-            lambda: kafka_client.producer(bootstrap, security, **config),
+            lambda: kafka_client.producer(bootstrap, security, self._policy, **config),
             f"connecting the writer ({bootstrap})",
             self._policy,
         )
         try:
             self._admin: KafkaAdminClient | None = (
                 delivery.connect(
-                    lambda: kafka_client.admin(bootstrap, security),
+                    lambda: kafka_client.admin(bootstrap, security, self._policy),
                     f"connecting the offset committer ({bootstrap})",
                     self._policy,
                 )

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from typer.core import TyperGroup
 
 from omm.platforms import platform_app
-from omm.settings import get_settings, pseudonym_key
+from omm.settings import get_settings
 from omm.tables import print_accounts, print_enforce_account, table
 
 if TYPE_CHECKING:
@@ -210,8 +210,8 @@ def topics_delete(
     bootstrap: Bootstrap = None,
 ) -> None:
     """Delete every topic under a namespace prefix, and its consumer groups."""
+    from connectors.kafka_client import delete_namespace
     from omm.errors import UserError
-    from omm.topics import delete_namespace
 
     if not prefix.endswith(".") or len(prefix) < 2:
         raise UserError(f"--prefix must name a namespace ending in '.', not {prefix!r}")
@@ -274,9 +274,9 @@ def _push(
     allow_rejects: bool,
 ) -> None:
     from connectors.push import push_records, read_lines, topic_for
+    from connectors.topics import TopicNames
     from omm.config import load_platforms, load_rules
     from omm.errors import UserError
-    from omm.topics import TopicNames
 
     registered = load_platforms()
     if platform is not None and platform not in registered:
@@ -295,7 +295,7 @@ def _push(
             feed=feed,
             platform=platform,
             bootstrap=cluster.bootstrap,
-            rules=load_rules(),
+            rules=load_rules().record_rules,
             platforms=registered,
             topics=topics,
             on_line=lambda: progress.advance(task),
@@ -337,7 +337,7 @@ def _push(
 def _feed_kind(feed: str, command: str) -> None:
     """push takes platform feeds only, publish regulator feeds only: say which to use."""
     from omm.errors import UserError
-    from omm.topics import FEED_ENTITIES, REGULATOR_ENTITIES
+    from schemas.feeds import FEED_ENTITIES, REGULATOR_ENTITIES
 
     if command == "push" and feed in REGULATOR_ENTITIES:
         raise UserError(
@@ -413,8 +413,8 @@ def run_ingest_cmd(
 
 def _ready_for_ingest(bootstrap: str | None, prefix: str, platforms: str | None) -> str:
     """The bootstrap, once it answered and has every topic ingest reads and writes."""
+    from connectors.topics import TopicNames
     from omm.config import load_platforms
-    from omm.topics import TopicNames
 
     cluster = _reach(bootstrap)
     ids = platforms.split(",") if platforms else load_platforms().ids
@@ -425,8 +425,8 @@ def _ready_for_ingest(bootstrap: str | None, prefix: str, platforms: str | None)
 
 def _ready_for_enforce(bootstrap: str | None, prefix: str) -> str:
     """The bootstrap, once it answered and has every topic enforce reads and writes."""
+    from connectors.topics import TopicNames
     from omm.config import load_platforms
-    from omm.topics import TopicNames
 
     cluster = _reach(bootstrap)
     names = TopicNames(prefix)
@@ -443,21 +443,16 @@ def run_ingest_job(
     pipeline_args: list[str] | None,
     quiet: bool = False,
 ) -> list[Any]:
+    from connectors.topics import TopicNames
     from omm.beam_runtime import pipeline_args_with_defaults
-    from omm.config import load_platforms
-    from omm.topics import TopicNames
-    from pipelines.ingest import IngestJob, run_ingest
+    from omm.jobs import ingest_job
+    from pipelines.ingest import run_ingest
 
-    settings = get_settings()
-    ids = platforms.split(",") if platforms else load_platforms().ids
-    job = IngestJob(
-        bootstrap=bootstrap,
-        platforms=ids,
-        topics=TopicNames(prefix),
-        group_id=f"{settings.consumer_group_prefix}.{prefix}ingest",
-        pseudonym_key=pseudonym_key(settings),
+    job = ingest_job(
+        bootstrap,
+        TopicNames(prefix),
+        platforms=platforms.split(",") if platforms else None,
         idle_timeout_s=until_idle,
-        security=settings.kafka_security(),
     )
     with _running("ingest", until_idle, quiet):
         return run_ingest(
@@ -540,16 +535,12 @@ def run_enforce_job(
     pipeline_args: list[str] | None,
     quiet: bool = False,
 ) -> Any:
+    from connectors.topics import TopicNames
     from omm.beam_runtime import pipeline_args_with_defaults
-    from omm.topics import TopicNames
-    from pipelines.enforce import EnforceJob, run_enforce
+    from omm.jobs import enforce_job
+    from pipelines.enforce import run_enforce
 
-    job = EnforceJob(
-        bootstrap=bootstrap,
-        topics=TopicNames(prefix),
-        idle_timeout_s=until_idle,
-        security=_security(),
-    )
+    job = enforce_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle)
     with _running("enforce", until_idle, quiet):
         return run_enforce(
             job, pipeline_args_with_defaults(pipeline_args, streaming=until_idle is None)
@@ -578,8 +569,9 @@ def report_feeds(
 ) -> None:
     """Great Expectations Data Docs (HTML, offline) for the latest health of each platform/feed."""
     from connectors.tail import tail_records
-    from omm.topics import TopicNames
-    from pipelines.feed_health import FeedHealth, write_data_docs
+    from connectors.topics import TopicNames
+    from pipelines.feed_health.report import write_data_docs
+    from pipelines.feed_health.results import FeedHealth
 
     topic = TopicNames(prefix).feed_health
     cluster = _reach(bootstrap)

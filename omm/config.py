@@ -6,111 +6,24 @@ config fails at start with the file and key named rather than deep in a run.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
+from connectors.topics import ResolvedTopic, TopicCatalog
 from omm.settings import get_settings
+from pipelines.feed_health.suites import FeedHealthConfig, SuiteConfig, load_suites
+from pipelines.rules.enforcement import EnforcementConfig, load_enforcement_config
 from pipelines.rules.personal_data import PersonalDataConfig
+from pipelines.rules.platforms import PlatformRegistry
+from pipelines.rules.record_rules import RecordRulesConfig
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Platform(_Strict):
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    name: str
-    compensation_first: bool = False
-
-
-class PlatformRegistry(_Strict):
-    platforms: list[Platform]
-
-    @property
-    def ids(self) -> list[str]:
-        return [p.id for p in self.platforms]
-
-    def __contains__(self, platform_id: object) -> bool:
-        return platform_id in self.ids
-
-
-class TopicSpec(_Strict):
-    name: str
-    entity: str | None
-    partitions: int | None = None
-    replication_factor: int | None = None
-    retention_ms: int | None = None
-    cleanup_policy: Literal["delete", "compact"] = "delete"
-
-
-class TopicDefaults(_Strict):
-    partitions: int = 3
-    replication_factor: int = 1
-    retention_ms: int = 604_800_000
-
-
-class ResolvedTopic(_Strict):
-    """A concrete topic: the catalog entry with `{platform}` expanded and defaults applied."""
-
-    name: str
-    entity: str | None
-    partitions: int
-    replication_factor: int
-    retention_ms: int
-    cleanup_policy: Literal["delete", "compact"]
-    platform: str | None = None
-
-    def kafka_config(self) -> dict[str, str]:
-        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
-
-
-class TopicCatalog(_Strict):
-    defaults: TopicDefaults
-    topics: list[TopicSpec]
-
-    def resolve(self, platforms: PlatformRegistry) -> list[ResolvedTopic]:
-        resolved: list[ResolvedTopic] = []
-        for spec in self.topics:
-            owners: list[str | None] = list(platforms.ids) if "{platform}" in spec.name else [None]
-            for owner in owners:
-                resolved.append(
-                    ResolvedTopic(
-                        name=spec.name.format(platform=owner) if owner else spec.name,
-                        entity=spec.entity,
-                        partitions=spec.partitions or self.defaults.partitions,
-                        replication_factor=spec.replication_factor
-                        or self.defaults.replication_factor,
-                        retention_ms=spec.retention_ms
-                        if spec.retention_ms is not None
-                        else self.defaults.retention_ms,
-                        cleanup_policy=spec.cleanup_policy,
-                        platform=owner,
-                    )
-                )
-        return resolved
-
-
-class RecordRulesConfig(_Strict):
-    max_future_skew_seconds: int = Field(ge=0)
-    max_price_minor: int = Field(gt=0)
-    currencies: list[str]
-    max_text_chars: int = Field(gt=0)
-    max_id_chars: int = Field(default=200, gt=0)
-    max_field_chars: int = Field(default=2000, gt=0)
-    earliest_event_time: AwareDatetime = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-class FeedHealthConfig(_Strict):
-    enabled: bool = True
-    # a batch closes at this many rows, or when its window ends
-    batch_rows: int = Field(default=20_000, gt=0)
-    # streaming runs: fixed event-time windows of this length
-    window_seconds: int = Field(default=600, gt=0)
 
 
 class RulesConfig(_Strict):
@@ -152,10 +65,17 @@ def resolved_topics(
     """Every concrete topic; with ``only_platforms``, per-platform topics of just those."""
     registry = load_platforms(config_dir)
     if only_platforms is not None:
-        unknown = set(only_platforms) - set(registry.ids)
-        if unknown:
-            raise ValueError(f"unknown platform(s) {sorted(unknown)}; see config/platforms.yaml")
-        registry = PlatformRegistry(
-            platforms=[p for p in registry.platforms if p.id in only_platforms]
-        )
+        registry = registry.only(only_platforms)
     return load_topic_catalog(config_dir).resolve(registry)
+
+
+@lru_cache(maxsize=8)
+def load_feed_suites(config_dir: Path | None = None) -> dict[str, SuiteConfig]:
+    """feed -> its expectation suite (``config/expectations/<feed>.yaml``), checked."""
+    return load_suites(config_path("expectations", config_dir))
+
+
+@lru_cache(maxsize=8)
+def load_enforcement(config_dir: Path | None = None) -> EnforcementConfig:
+    """Deadlines, matching and the working calendar (``enforcement.yaml`` and its files)."""
+    return load_enforcement_config(config_path("", config_dir))

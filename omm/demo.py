@@ -36,14 +36,15 @@ from kafka.errors import KafkaError
 from rich.console import Console
 
 from connectors import kafka_client
+from connectors.kafka_client import delete_namespace
 from connectors.probe import Cluster, probe
 from connectors.push import push_records
 from connectors.tail import tail_records
+from connectors.topics import TopicNames
 from omm.config import load_platforms, load_rules, resolved_topics
 from omm.generate import CATALOG, GARBAGE, FeedGenerator, Record, broken_listings
-from omm.settings import get_settings, pseudonym_key
+from omm.settings import get_settings
 from omm.tables import table
-from omm.topics import TopicNames, delete_namespace
 from schemas.registry import SchemaRegistry
 
 LISTINGS_PER_PLATFORM = 60
@@ -202,18 +203,12 @@ class Demo:
 
     def ingest(self, title: str) -> None:
         from omm.beam_runtime import pipeline_args_with_defaults
+        from omm.jobs import ingest_job
         from omm.tables import print_accounts
-        from pipelines.ingest import IngestJob, run_ingest
+        from pipelines.ingest import run_ingest
 
         self.console.rule(f"[b]{title}")
-        job = IngestJob(
-            bootstrap=self.bootstrap,
-            platforms=self.platforms.ids,
-            topics=self.topics,
-            group_id=f"{self.settings.consumer_group_prefix}.{self.topics.prefix}ingest",
-            pseudonym_key=pseudonym_key(self.settings),
-            idle_timeout_s=IDLE_S,
-        )
+        job = ingest_job(self.bootstrap, self.topics, idle_timeout_s=IDLE_S, settings=self.settings)
         with self.console.status(
             f"ingest running (stops after {IDLE_S:.0f}s without new records)…"
         ):
@@ -227,7 +222,7 @@ class Demo:
         self.show_feed_health()
 
     def show_feed_health(self) -> None:
-        from pipelines.feed_health import FeedHealth
+        from pipelines.feed_health.results import FeedHealth
 
         latest: dict[str, FeedHealth] = {}
         for line in tail_records(self.bootstrap, self.topics.feed_health, timeout_s=1):
@@ -252,11 +247,14 @@ class Demo:
 
     def enforce(self, title: str) -> dict[str, dict[str, Any]]:
         from omm.beam_runtime import pipeline_args_with_defaults
+        from omm.jobs import enforce_job
         from omm.tables import print_enforce_account
-        from pipelines.enforce import EnforceJob, run_enforce
+        from pipelines.enforce import run_enforce
 
         self.console.rule(f"[b]{title}")
-        job = EnforceJob(bootstrap=self.bootstrap, topics=self.topics, idle_timeout_s=IDLE_S)
+        job = enforce_job(
+            self.bootstrap, self.topics, idle_timeout_s=IDLE_S, settings=self.settings
+        )
         with self.console.status("enforce running: rebuilding state from the valid topics…"):
             account = run_enforce(job, pipeline_args_with_defaults(None, streaming=False))
         print_enforce_account(account, self.console)
@@ -421,7 +419,7 @@ class Demo:
             feed=feed,
             platform=platform,
             bootstrap=self.bootstrap,
-            rules=self.rules,
+            rules=self.rules.record_rules,
             platforms=self.platforms,
             topics=self.topics,
             registry=self.registry,

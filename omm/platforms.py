@@ -32,9 +32,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from connectors.security import AuthenticationFailed, KafkaSecurity, write_secret_file
+from connectors.topics import TopicNames
 from omm.config import _read_yaml, config_path, load_platforms, load_topic_catalog
 from omm.settings import Settings, get_settings
-from omm.topics import TopicNames
 
 if TYPE_CHECKING:
     # connectors.acl imports kafka (slow); every `omm` command imports this module

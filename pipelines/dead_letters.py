@@ -16,7 +16,7 @@ from datetime import datetime
 import apache_beam as beam
 
 from connectors.records import KafkaRecord, OutboundMessage
-from omm.topics import TopicNames
+from connectors.topics import TopicNames
 from pipelines.rules.record_rules import RuleViolation
 from schemas.models import ENTITY_MODELS, utc_now
 from schemas.registry import (

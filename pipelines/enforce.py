@@ -35,7 +35,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -46,10 +45,9 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec
 
 from connectors.beam_io import ReadFromKafka, WriteToKafka
+from connectors.connection import KafkaConnection
 from connectors.records import KafkaRecord, OutboundMessage
-from connectors.security import KafkaSecurity
-from omm.settings import get_settings
-from omm.topics import TopicNames
+from connectors.topics import TopicNames
 from pipelines.dead_letters import DeadLetter, ToDeadLetters
 from pipelines.rules.enforcement import (
     REVIEW,
@@ -64,7 +62,6 @@ from pipelines.rules.enforcement import (
     fold_in_event_order,
     listing_fact,
     listing_keys,
-    load_enforcement_config,
     result_fact,
     result_keys,
     step,
@@ -87,20 +84,15 @@ class ReviewOut:
     record: dict[str, Any]
 
 
-def _config(config_dir: str | None) -> EnforcementConfig:
-    return load_enforcement_config(Path(config_dir) if config_dir else get_settings().config_dir)
-
-
 class _DecodeFactsFn(beam.DoFn):
     """Valid records -> (join key, fact) pairs, one per key the fact belongs to."""
 
-    def __init__(self, listings_topic: str, inspections_topic: str, config_dir: str | None):
+    def __init__(self, listings_topic: str, inspections_topic: str, cfg: EnforcementConfig):
         self._entities = {listings_topic: "listing", inspections_topic: "inspection"}
-        self._config_dir = config_dir
+        self._cfg = cfg
 
     def setup(self) -> None:
         self._registry = SchemaRegistry.load()
-        self._cfg = _config(self._config_dir)
         self._in = Metrics.counter(STAGE, "in")
         self._keyed = Metrics.counter(STAGE, "keyed")
         self._unkeyed = Metrics.counter(STAGE, "unkeyed")
@@ -165,11 +157,10 @@ class _FoldInEventOrderFn(beam.DoFn):
     read, so no DELIST goes out for a listing whose removal was read late.
     """
 
-    def __init__(self, config_dir: str | None):
-        self._config_dir = config_dir
+    def __init__(self, cfg: EnforcementConfig):
+        self._cfg = cfg
 
     def setup(self) -> None:
-        self._cfg = _config(self._config_dir)
         self._counters = _Counters()
 
     def process(self, element: tuple[str, Iterable[JoinEvent]]) -> Iterator[TaskOut | ReviewOut]:
@@ -220,11 +211,10 @@ class _JoinLiveFn(beam.DoFn):
     RESULTS = ReadModifyWriteStateSpec("results", PickleCoder())
     ISSUED = BagStateSpec("issued", PickleCoder())
 
-    def __init__(self, config_dir: str | None):
-        self._config_dir = config_dir
+    def __init__(self, cfg: EnforcementConfig):
+        self._cfg = cfg
 
     def setup(self) -> None:
-        self._cfg = _config(self._config_dir)
         self._counters = _Counters()
 
     def process(
@@ -273,9 +263,9 @@ class JoinResultsAndListings(beam.PTransform):
     whatever the read order); otherwise fold each event as it arrives (streaming).
     """
 
-    def __init__(self, config_dir: str | None, in_event_order: bool = True):
+    def __init__(self, cfg: EnforcementConfig, in_event_order: bool = True):
         super().__init__()
-        self._config_dir = config_dir
+        self._cfg = cfg
         self._in_event_order = in_event_order
 
     def expand(self, keyed: beam.PCollection) -> beam.PCollection:
@@ -284,11 +274,11 @@ class JoinResultsAndListings(beam.PTransform):
             return (
                 keyed
                 | "GroupByProductKey" >> beam.GroupByKey().with_input_types(tuple[str, Any])
-                | "FoldInEventOrder" >> beam.ParDo(_FoldInEventOrderFn(self._config_dir))
+                | "FoldInEventOrder" >> beam.ParDo(_FoldInEventOrderFn(self._cfg))
             )
-        return keyed | "JoinPerProductKey" >> beam.ParDo(
-            _JoinLiveFn(self._config_dir)
-        ).with_input_types(tuple[str, Any])
+        return keyed | "JoinPerProductKey" >> beam.ParDo(_JoinLiveFn(self._cfg)).with_input_types(
+            tuple[str, Any]
+        )
 
 
 class ToTopics(beam.PTransform):
@@ -324,16 +314,22 @@ class ToTopics(beam.PTransform):
 
 @dataclass(frozen=True)
 class EnforceJob:
-    bootstrap: str
+    """Everything enforce's workers need, decided before the pipeline is built
+    (the application makes it: ``omm.jobs``)."""
+
+    kafka: KafkaConnection
     topics: TopicNames
+    # deadlines, matching, calendar and legal bases (config/enforcement.yaml and its files)
+    config: EnforcementConfig
     idle_timeout_s: float | None = None
-    config_dir: str | None = None
     start: str = "earliest"  # see the module docstring: state is rebuilt on this runner
     # None: in event order for a bounded batch run, as events arrive otherwise (see Enforce)
     in_event_order: bool | None = None
     max_records_per_poll: int = 20000
-    # the pipelines' principal on a secured cluster; None: unsecured
-    security: KafkaSecurity | None = None
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.topics.prefix}omm.enforce"
 
 
 class Enforce(beam.PTransform):
@@ -348,16 +344,15 @@ class Enforce(beam.PTransform):
             job.topics.valid("inspection"),
         )
         records = pbegin | "ReadValid" >> ReadFromKafka(
-            job.bootstrap,
+            job.kafka,
             [listings_topic, inspections_topic],
-            group_id=f"{job.topics.prefix}omm.enforce",
+            group_id=job.group_id,
             start=job.start,
             idle_timeout_s=job.idle_timeout_s,
             max_records_per_poll=job.max_records_per_poll,
-            security=job.security,
         )
         facts = records | "DecodeFacts" >> beam.ParDo(
-            _DecodeFactsFn(listings_topic, inspections_topic, job.config_dir)
+            _DecodeFactsFn(listings_topic, inspections_topic, job.config)
         ).with_outputs(DEAD, UNKEYED, main="keyed")
         in_event_order = job.in_event_order
         if in_event_order is None:
@@ -367,17 +362,15 @@ class Enforce(beam.PTransform):
             streaming = pbegin.pipeline.options.view_as(StandardOptions).streaming
             in_event_order = job.idle_timeout_s is not None and not streaming
         outputs = facts["keyed"] | "JoinResultsAndListings" >> JoinResultsAndListings(
-            job.config_dir, in_event_order
+            job.config, in_event_order
         )
         tasks = outputs | "ToTopics" >> ToTopics(job.topics)
 
         dead = facts[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics, CONNECTOR)
         # two writers sharing one sink rather than a Flatten (see connectors/sink.py)
         sink = f"enforce-{uuid.uuid4().hex}"
-        tasks | "WriteTasks" >> WriteToKafka(job.bootstrap, sink=sink, security=job.security)
-        return dead | "WriteDeadLetters" >> WriteToKafka(
-            job.bootstrap, sink=sink, security=job.security
-        )
+        tasks | "WriteTasks" >> WriteToKafka(job.kafka, sink=sink)
+        return dead | "WriteDeadLetters" >> WriteToKafka(job.kafka, sink=sink)
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,9 @@ rejections echo no personal data, and their DLQ copy is redacted
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -34,24 +33,30 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from connectors.beam_io import ReadFromKafka, WriteToKafka
+from connectors.connection import KafkaConnection
 from connectors.records import KafkaRecord, OutboundMessage
-from connectors.security import KafkaSecurity
-from omm.config import load_platforms, load_rules
-from omm.settings import get_settings
-from omm.topics import SourceTopic, TopicNames
+from connectors.topics import SourceTopic, TopicNames
 from pipelines.dead_letter_privacy import protect_dead_letter
 from pipelines.dead_letters import DeadLetter, ToDeadLetters
-from pipelines.health import (
+from pipelines.feed_health.stage import (
     BatchWarnFeeds,
     CheckFeedHealth,
+    FeedHealthJob,
     HealthRow,
     KnownTask,
     feed_key,
     health_values,
 )
-from pipelines.rules.personal_data import Redactor, protect_complaint
-from pipelines.rules.record_rules import RuleViolation, check_record, rule_context
-from schemas.models import Complaint, utc_now
+from pipelines.feed_health.suites import SUITE_ENTITIES, FeedHealthConfig, SuiteConfig
+from pipelines.rules.personal_data import PersonalDataConfig, Redactor, protect_complaint
+from pipelines.rules.platforms import PlatformRegistry
+from pipelines.rules.record_rules import (
+    RecordRulesConfig,
+    RuleViolation,
+    check_record,
+    rule_context,
+)
+from schemas.models import ENTITY_MODELS, Complaint, utc_now
 from schemas.registry import HEADER_LEN, CodecError, SchemaRegistry
 
 STAGE = "ingest"
@@ -73,30 +78,27 @@ class _ValidateFn(beam.DoFn):
 
     def __init__(
         self,
+        job: IngestJob,
         sources: list[SourceTopic],
-        pseudonym_key: bytes,
-        config_dir: str | None,
-        topics: TopicNames,
-        health_modes: dict[str, str],
         task_topics: dict[str, str] | None = None,
     ):
         self._sources = {s.name: s for s in sources}
         # omm.tasks.<platform> -> platform: issued task ids feed the takedown suite
         self._task_topics = task_topics or {}
-        self._topics = topics
+        self._topics = job.topics
         # entity -> "warn" | "quarantine", for feeds whose batches are health-checked
-        self._health_modes = health_modes
-        self._pseudonym_key = pseudonym_key
-        self._config_dir = config_dir
+        self._health_modes = job.health_modes
+        # entity -> the record fields its feed suite reads
+        self._health_columns = job.health_columns
+        self._pseudonym_key = job.pseudonym_key
+        self._record_rules = job.record_rules
+        self._personal_data = job.personal_data
+        self._platforms = job.registry
         self._now: datetime = utc_now()
 
     def setup(self) -> None:
-        cfg_dir = Path(self._config_dir) if self._config_dir else None
         self._registry = SchemaRegistry.load()
-        self._rules = load_rules(cfg_dir)
-        self._platforms = load_platforms(cfg_dir)
-        self._redactor = Redactor.from_config(self._rules.personal_data)
-        self._health_columns = health_columns(cfg_dir) if self._health_modes else {}
+        self._redactor = Redactor.from_config(self._personal_data)
         self._current_headers = {
             e: self._registry.current(e).header for e in self._registry.entities()
         }
@@ -113,7 +115,7 @@ class _ValidateFn(beam.DoFn):
         # One clock reading per bundle: the future-skew rule needs "now", not nanoseconds.
         self._now = utc_now()
         self._contexts = {
-            name: rule_context(self._rules, self._platforms, self._now, src.platform)
+            name: rule_context(self._record_rules, self._platforms, self._now, src.platform)
             for name, src in self._sources.items()
         }
 
@@ -227,8 +229,6 @@ class _ValidateFn(beam.DoFn):
 
 
 def _id_field(entity: str) -> str:
-    from schemas.models import ENTITY_MODELS
-
     return ENTITY_MODELS[entity].id_field
 
 
@@ -242,22 +242,12 @@ class ValidateRecords(beam.PTransform):
 
     def __init__(
         self,
+        job: IngestJob,
         sources: list[SourceTopic],
-        pseudonym_key: bytes,
-        config_dir: str | None,
-        topics: TopicNames | None = None,
-        health_modes: dict[str, str] | None = None,
         task_topics: dict[str, str] | None = None,
     ):
         super().__init__()
-        self._fn = _ValidateFn(
-            sources,
-            pseudonym_key,
-            config_dir,
-            topics or TopicNames(),
-            health_modes or {},
-            task_topics,
-        )
+        self._fn = _ValidateFn(job, sources, task_topics)
 
     def expand(self, records: beam.PCollection) -> pvalue.DoOutputsTuple:
         return records | "DecodeAndCheck" >> beam.ParDo(self._fn).with_outputs(
@@ -288,16 +278,37 @@ class ToValidTopics(beam.PTransform):
 
 @dataclass(frozen=True)
 class IngestJob:
-    bootstrap: str
-    platforms: list[str]
+    """Everything ingest's workers need, decided before the pipeline is built.
+
+    The application (``omm.jobs``) makes it from the operator's settings and
+    ``config/``; nothing in this pipeline reads either.
+    """
+
+    kafka: KafkaConnection
     topics: TopicNames
     group_id: str
+    # every platform omm knows (a record naming another is refused) ...
+    registry: PlatformRegistry
+    # ... and those whose feeds this run reads
+    platforms: tuple[str, ...]
+    record_rules: RecordRulesConfig
+    personal_data: PersonalDataConfig
     pseudonym_key: bytes
+    feed_health: FeedHealthConfig
+    # feed -> its expectation suite; empty: no feed health
+    suites: Mapping[str, SuiteConfig] = field(default_factory=dict)
+    # None: streaming; else a bounded run that ends after this long without records
     idle_timeout_s: float | None = None
-    config_dir: str | None = None
-    feed_health: bool = True
-    # the pipelines' principal on a secured cluster; None: unsecured
-    security: KafkaSecurity | None = None
+
+    @property
+    def health_modes(self) -> dict[str, str]:
+        """entity -> on_failure mode of its expectation suite ("warn" | "quarantine")."""
+        return {SUITE_ENTITIES[feed]: suite.on_failure for feed, suite in self.suites.items()}
+
+    @property
+    def health_columns(self) -> dict[str, tuple[str, ...]]:
+        """entity -> the record fields its feed suite reads."""
+        return {SUITE_ENTITIES[feed]: suite.source_columns for feed, suite in self.suites.items()}
 
 
 class Ingest(beam.PTransform):
@@ -307,73 +318,47 @@ class Ingest(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         job = self._job
-        sources = job.topics.sources(job.platforms)
-        cfg_dir = Path(job.config_dir) if job.config_dir else None
-        health_cfg = load_rules(cfg_dir).feed_health
-        modes = health_modes(cfg_dir) if job.feed_health and health_cfg.enabled else {}
+        sources = job.topics.sources(list(job.platforms))
+        modes = job.health_modes
         # The takedown suite checks notices name tasks omm issued: the same one reader
         # also reads omm.tasks.<platform>, always from the start (docs/runner-notes.md: one reader
         # seeded with every partition, no Flatten of readers, no side-input reader).
         task_topics = {job.topics.tasks(p): p for p in job.platforms} if "takedown" in modes else {}
         records = pbegin | "ReadFeeds" >> ReadFromKafka(
-            job.bootstrap,
+            job.kafka,
             [s.name for s in sources] + list(task_topics),
             group_id=job.group_id,
             idle_timeout_s=job.idle_timeout_s,
             from_earliest=list(task_topics),
-            security=job.security,
         )
-        checked = records | "ValidateRecords" >> ValidateRecords(
-            sources, job.pseudonym_key, job.config_dir, job.topics, modes, task_topics
-        )
+        checked = records | "ValidateRecords" >> ValidateRecords(job, sources, task_topics)
         held_topics = frozenset(s.name for s in sources if modes.get(s.entity) == "quarantine")
         # Writers sharing one sink, not a Flatten into one writer: the
         # FnApiRunner materialises Flatten inputs, which would hold all output
         # back until the reader finishes (connectors/sink.py).
         sink = f"ingest-{uuid.uuid4().hex}"
+
+        def write() -> WriteToKafka:
+            return WriteToKafka(job.kafka, commit_group=job.group_id, sink=sink)
+
         valid = checked[VALID] | "ToValidTopics" >> ToValidTopics(job.topics)
         dead = checked[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics, CONNECTOR, held_topics)
-        valid | "WriteValid" >> WriteToKafka(
-            job.bootstrap, commit_group=job.group_id, sink=sink, security=job.security
+        valid | "WriteValid" >> write()
+        health = FeedHealthJob(
+            topics=job.topics,
+            config=job.feed_health,
+            suites=job.suites,
+            platform_ids=tuple(job.registry.ids),
+            streaming=job.idle_timeout_s is None,
+            kafka=job.kafka,
         )
-        streaming = job.idle_timeout_s is None
         if any(mode == "warn" for mode in modes.values()):
-            reports = checked[HEALTH] | "BatchWarnFeeds" >> BatchWarnFeeds(
-                job.topics, health_cfg, streaming, job.config_dir, job.bootstrap, job.security
-            )
-            reports | "WriteHealth" >> WriteToKafka(
-                job.bootstrap, commit_group=job.group_id, sink=sink, security=job.security
-            )
+            reports = checked[HEALTH] | "BatchWarnFeeds" >> BatchWarnFeeds(health)
+            reports | "WriteHealth" >> write()
         if any(mode == "quarantine" for mode in modes.values()):
-            judged = checked[HELD] | "CheckHeldFeeds" >> CheckFeedHealth(
-                job.topics, health_cfg, streaming, job.config_dir, job.bootstrap, job.security
-            )
-            judged | "WriteJudged" >> WriteToKafka(
-                job.bootstrap, commit_group=job.group_id, sink=sink, security=job.security
-            )
-        return dead | "WriteDeadLetters" >> WriteToKafka(
-            job.bootstrap, commit_group=job.group_id, sink=sink, security=job.security
-        )
-
-
-def _suites(config_dir: Path | None) -> dict[str, Any]:
-    from pipelines.feed_health import FEED_ENTITIES, load_suite_config
-
-    directory = (config_dir or get_settings().config_dir) / "expectations"
-    return {
-        entity: load_suite_config(directory / f"{feed}.yaml")
-        for feed, entity in FEED_ENTITIES.items()
-    }
-
-
-def health_columns(config_dir: Path | None) -> dict[str, tuple[str, ...]]:
-    """entity -> the record fields its feed suite reads."""
-    return {entity: suite.source_columns for entity, suite in _suites(config_dir).items()}
-
-
-def health_modes(config_dir: Path | None) -> dict[str, str]:
-    """entity -> on_failure mode of its expectation suite ("warn" | "quarantine")."""
-    return {entity: suite.on_failure for entity, suite in _suites(config_dir).items()}
+            judged = checked[HELD] | "CheckHeldFeeds" >> CheckFeedHealth(health)
+            judged | "WriteJudged" >> write()
+        return dead | "WriteDeadLetters" >> write()
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from connectors.broker.manager import EmbeddedKafka, free_port
+from connectors.topics import TopicNames
 from omm.generate import CATALOG, GARBAGE, FeedGenerator, broken_listings
-from omm.topics import VALID_NAMES, TopicNames
+from schemas.feeds import FEED_NAMES
 from schemas.registry import SchemaRegistry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -467,8 +468,8 @@ def _source_topics(prefix: str, platforms: list[str]) -> list[str]:
 def _output_topics(prefix: str, platforms: list[str]) -> list[str]:
     names = TopicNames(prefix)
     return [
-        *(names.valid(e) for e in VALID_NAMES),
-        *(names.quarantine(e) for e in VALID_NAMES if e != "penalty"),
+        *(names.valid(e) for e in FEED_NAMES),
+        *(names.quarantine(e) for e in FEED_NAMES if e != "penalty"),
         names.dlq,
         names.feedback(None),
         *(names.feedback(p) for p in platforms),
@@ -497,7 +498,7 @@ def observe(reader: Reader, prefix: str, platforms: list[str]) -> RunView:
 
     # valid-topic position -> source position, to make evidence run-independent
     valid_to_source: dict[str, str] = {}
-    for entity in VALID_NAMES:
+    for entity in FEED_NAMES:
         topic = names.valid(entity)
         recs = reader.read(topic)
         ids = []
@@ -508,7 +509,7 @@ def observe(reader: Reader, prefix: str, platforms: list[str]) -> RunView:
             view.valid.setdefault(source, r.value or b"")
             ids.append(source)
         view.valid_seen.update(tally(topic, ids))
-    for entity in VALID_NAMES:
+    for entity in FEED_NAMES:
         if entity == "penalty":
             continue
         topic = names.quarantine(entity)

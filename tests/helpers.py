@@ -6,13 +6,14 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kafka import TopicPartition
 
 from connectors import kafka_client
+from connectors.topics import TopicNames
 from omm.config import resolved_topics
-from omm.topics import TopicNames
 from schemas.registry import CodecError, SchemaRegistry
 
 REGISTRY = SchemaRegistry.load()
@@ -111,16 +112,17 @@ def ingest_until_idle(
     idle_s: float = 3.0,
 ) -> dict[str, Any]:
     """Run the real ingest pipeline (bounded) and return its accounts by unprefixed topic."""
-    from pipelines.ingest import IngestJob, run_ingest
+    from omm.jobs import ingest_job
+    from pipelines.ingest import run_ingest
 
-    job = IngestJob(
-        bootstrap=bootstrap,
+    job = ingest_job(
+        bootstrap,
+        topics,
         platforms=platforms,
-        topics=topics,
         group_id=f"{topics.prefix}ingest",
-        pseudonym_key=b"test-key-not-a-secret",
+        key=b"test-key-not-a-secret",
         idle_timeout_s=idle_s,
-        config_dir=config_dir,
+        config_dir=Path(config_dir) if config_dir else None,
     )
     accounts = run_ingest(job, ["--runner=FnApiRunner"])
     return {topics.strip(a.topic): a for a in accounts}

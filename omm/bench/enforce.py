@@ -29,12 +29,13 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors import kafka_client
+from connectors.topics import TopicNames
 from omm.beam_runtime import pipeline_args_with_defaults
 from omm.bench.limits import MACHINE, Rate, rate_table, raw_limit
 from omm.config import load_platforms, resolved_topics
 from omm.generate import FeedGenerator
-from omm.topics import TopicNames
-from pipelines.enforce import EnforceJob, run_enforce
+from omm.jobs import enforce_job
+from pipelines.enforce import run_enforce
 from schemas.registry import SchemaRegistry
 
 LISTINGS_PER_PRODUCT = 10
@@ -144,7 +145,7 @@ class EnforceBench:
             idle = 3.0
             started = time.time()
             account = run_enforce(
-                EnforceJob(self.bootstrap, topics, idle_timeout_s=idle),
+                enforce_job(self.bootstrap, topics, idle_timeout_s=idle),
                 pipeline_args_with_defaults(None, streaming=False),
             )
             took = time.time() - started - idle
@@ -192,7 +193,7 @@ class EnforceBench:
 
     def latency_run(self, topics: TopicNames, results: int) -> tuple[list[float], float]:
         baseline = _rss_bytes()
-        job = EnforceJob(self.bootstrap, topics, idle_timeout_s=15.0)
+        job = enforce_job(self.bootstrap, topics, idle_timeout_s=15.0)
         runner = threading.Thread(
             target=run_enforce,
             args=(job, pipeline_args_with_defaults(None, streaming=True)),

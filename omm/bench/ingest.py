@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from rich.console import Console
 
 from connectors import kafka_client
+from connectors.topics import TopicNames
 from omm.bench.limits import (
     MACHINE,
     PLATFORM,
@@ -22,22 +23,22 @@ from omm.bench.limits import (
     raw_limit,
 )
 from omm.config import resolved_topics
-from omm.topics import TopicNames
 from schemas.registry import SchemaRegistry
 
 
 def ingest_rate(bootstrap: str, topics: TopicNames, n: int, feed_health: bool) -> Rate:
     from omm.beam_runtime import pipeline_args_with_defaults
-    from pipelines.ingest import IngestJob, run_ingest
+    from omm.jobs import ingest_job
+    from pipelines.ingest import run_ingest
 
-    job = IngestJob(
-        bootstrap=bootstrap,
+    job = ingest_job(
+        bootstrap,
+        topics,
         platforms=[PLATFORM],
-        topics=topics,
-        group_id=f"{topics.prefix}ingest",
-        pseudonym_key=b"bench-only-key",
         idle_timeout_s=3.0,
         feed_health=feed_health,
+        group_id=f"{topics.prefix}ingest",
+        key=b"bench-only-key",
     )
     started = time.time()
     accounts = run_ingest(job, pipeline_args_with_defaults(None, streaming=False))

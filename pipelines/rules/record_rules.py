@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from omm.config import PlatformRegistry, RulesConfig
 from pipelines.rules.personal_data import Redactor
+from pipelines.rules.platforms import PlatformRegistry
 from schemas.models import ENTITY_MODELS, FeedRecord, RuleContext
 
 _PYDANTIC_RULE_NAMES = {
@@ -60,13 +60,26 @@ class RuleViolation(ValueError):
         return self.violations[0]
 
 
+class RecordRulesConfig(BaseModel):
+    """``record_rules`` in ``config/rules.yaml``: the limits one record is held to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_future_skew_seconds: int = Field(ge=0)
+    max_price_minor: int = Field(gt=0)
+    currencies: list[str]
+    max_text_chars: int = Field(gt=0)
+    max_id_chars: int = Field(default=200, gt=0)
+    max_field_chars: int = Field(default=2000, gt=0)
+    earliest_event_time: AwareDatetime = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def rule_context(
-    rules: RulesConfig,
+    cfg: RecordRulesConfig,
     platforms: PlatformRegistry,
     now: datetime,
     topic_platform: str | None = None,
 ) -> RuleContext:
-    cfg = rules.record_rules
     return RuleContext(
         now=now,
         max_future_skew=timedelta(seconds=cfg.max_future_skew_seconds),

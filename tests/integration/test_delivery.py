@@ -21,10 +21,10 @@ from kafka import TopicPartition
 
 from connectors import delivery, kafka_client
 from connectors.broker.manager import EmbeddedKafka, free_port
+from connectors.topics import TopicNames
 from omm.config import resolved_topics
 from omm.generate import FeedGenerator, broken_listings
 from omm.settings import get_settings
-from omm.topics import TopicNames
 from tests.helpers import REGISTRY, produce_raw
 
 pytestmark = pytest.mark.integration

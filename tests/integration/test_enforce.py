@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
+from connectors.topics import TopicNames
 from omm.beam_runtime import pipeline_args_with_defaults
 from omm.generate import CATALOG, FeedGenerator
-from omm.topics import TopicNames
-from pipelines.enforce import EnforceAccount, EnforceJob, run_enforce
+from omm.jobs import enforce_job
+from pipelines.enforce import EnforceAccount, run_enforce
 from tests.helpers import fresh_namespace, produce_avro, read_all
 
 pytestmark = pytest.mark.integration
@@ -70,7 +71,7 @@ class Market:
         return result
 
     def enforce(self) -> EnforceAccount:
-        job = EnforceJob(bootstrap=self.bootstrap, topics=self.topics, idle_timeout_s=3.0)
+        job = enforce_job(self.bootstrap, self.topics, idle_timeout_s=3.0)
         account = run_enforce(job, pipeline_args_with_defaults(None, streaming=False))
         assert account.balanced, account
         return account

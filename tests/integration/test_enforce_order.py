@@ -31,11 +31,12 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from connectors import kafka_client
+from connectors.topics import TopicNames
 from omm.beam_runtime import pipeline_args_with_defaults
 from omm.config import load_platforms
 from omm.generate import CATALOG, FeedGenerator
-from omm.topics import TopicNames
-from pipelines.enforce import EnforceAccount, EnforceJob, run_enforce
+from omm.jobs import enforce_job
+from pipelines.enforce import EnforceAccount, run_enforce
 from tests.helpers import REGISTRY, fresh_namespace
 
 pytestmark = pytest.mark.integration
@@ -206,9 +207,7 @@ def enforce_run(
     bootstrap: str, topics: TopicNames, poll: int
 ) -> tuple[EnforceAccount, list[tuple[bytes, bytes]]]:
     before = end_offsets(bootstrap, output_topics(topics))
-    job = EnforceJob(
-        bootstrap=bootstrap, topics=topics, idle_timeout_s=IDLE_S, max_records_per_poll=poll
-    )
+    job = enforce_job(bootstrap, topics, idle_timeout_s=IDLE_S, max_records_per_poll=poll)
     account = run_enforce(job, pipeline_args_with_defaults(None, streaming=False))
     assert account.balanced, account
     return account, read_between(bootstrap, before, end_offsets(bootstrap, output_topics(topics)))
@@ -360,9 +359,7 @@ def test_streaming_run_ends_with_the_same_tasks_in_force(
     # Streaming decides as events arrive; with small polls the results are read
     # before most removals, so it issues and then withdraws (late evidence).
     before = end_offsets(kafka_bootstrap, output_topics(namespace))
-    job = EnforceJob(
-        bootstrap=kafka_bootstrap, topics=namespace, idle_timeout_s=IDLE_S, max_records_per_poll=3
-    )
+    job = enforce_job(kafka_bootstrap, namespace, idle_timeout_s=IDLE_S, max_records_per_poll=3)
     account = run_enforce(job, pipeline_args_with_defaults(None, streaming=True))
     assert account.balanced, account
     records = read_between(

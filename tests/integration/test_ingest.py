@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
+from connectors.topics import TopicNames
 from omm.generate import GARBAGE, FeedGenerator, broken_listings
-from omm.topics import TopicNames
 from pipelines.ingest import TopicAccount
 from pipelines.rules.personal_data import PSEUDONYM_PREFIX
 from tests.helpers import REGISTRY, fresh_namespace, produce_avro, produce_raw, read_all

@@ -23,9 +23,9 @@ import pytest
 from kafka import TopicPartition
 
 from connectors import kafka_client
+from connectors.topics import TopicNames
 from omm.config import load_rules
 from omm.generate import FeedGenerator
-from omm.topics import TopicNames
 from pipelines.rules.personal_data import PSEUDONYM_PREFIX
 from schemas.registry import CodecError
 from tests.helpers import REGISTRY, fresh_namespace, ingest_until_idle

@@ -18,10 +18,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from connectors.push import push_file, read_lines
+from connectors.topics import TopicNames
 from omm.cli import app
 from omm.config import load_platforms, load_rules
 from omm.generate import FeedGenerator
-from omm.topics import TopicNames
 from tests.helpers import Message, fresh_namespace, read_all
 
 pytestmark = pytest.mark.integration
@@ -156,7 +156,7 @@ def test_push_file_sends_the_valid_jsonl_lines_keyed_and_reports_each_bad_line(
         feed="listings",
         platform="tmall",
         bootstrap=kafka_bootstrap,
-        rules=load_rules(),
+        rules=load_rules().record_rules,
         platforms=load_platforms(),
         topics=topics,
     )
@@ -185,7 +185,7 @@ def test_a_missing_field_is_reported_by_name_without_echoing_the_whole_record(
         feed="listings",
         platform="tmall",
         bootstrap=kafka_bootstrap,
-        rules=load_rules(),
+        rules=load_rules().record_rules,
         platforms=load_platforms(),
         topics=topics,
     )
@@ -518,7 +518,7 @@ def test_push_file_reports_the_line_the_broker_did_not_acknowledge(
         feed="listings",
         platform="tmall",
         bootstrap=kafka_bootstrap,
-        rules=load_rules(),
+        rules=load_rules().record_rules,
         platforms=load_platforms(),
         topics=topics,
     )

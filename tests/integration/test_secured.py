@@ -12,7 +12,7 @@ import os
 import stat
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -25,11 +25,12 @@ from connectors.broker.manager import EmbeddedKafka, free_port
 from connectors.push import push_records
 from connectors.security import AuthenticationFailed, KafkaSecurity
 from connectors.tail import tail_records
+from connectors.topics import TopicNames
 from omm.config import load_platforms, load_rules, resolved_topics
 from omm.generate import FeedGenerator
+from omm.jobs import ingest_job
 from omm.platforms import PIPELINES, REGULATOR, Provisioned, add_platform, add_services
-from omm.topics import TopicNames
-from pipelines.ingest import IngestJob, run_ingest
+from pipelines.ingest import run_ingest
 from tests.helpers import REGISTRY
 
 pytestmark = pytest.mark.integration
@@ -125,7 +126,7 @@ def test_a_platform_writes_its_own_feed_and_reads_its_own_tasks(secured: Secured
         feed="listings",
         platform=A,
         bootstrap=secured.bootstrap,
-        rules=load_rules(),
+        rules=load_rules().record_rules,
         platforms=load_platforms(),
         topics=secured.topics,
         security=secured.login(A),
@@ -193,15 +194,16 @@ def test_a_forged_platform_field_in_its_own_feed_is_still_dead_lettered(
         topics.feed(A, "listings"),
         REGISTRY.encode("listing", _listing(A, 7, claimed=B)),
     )
-    job = IngestJob(
-        bootstrap=secured.bootstrap,
+    job = ingest_job(
+        secured.bootstrap,
+        topics,
         platforms=[A, B],
-        topics=topics,
         group_id=f"{topics.prefix}omm.ingest",
-        pseudonym_key=b"test-key-not-a-secret",
+        key=b"test-key-not-a-secret",
         idle_timeout_s=3.0,
-        security=secured.login(PIPELINES),
     )
+    # the pipelines' own principal, whatever this process's settings say
+    job = replace(job, kafka=replace(job.kafka, security=secured.login(PIPELINES)))
     accounts = {topics.strip(a.topic): a for a in run_ingest(job, ["--runner=FnApiRunner"])}
 
     feed = accounts[f"omm.feed.{A}.listings"]

@@ -71,6 +71,6 @@ def test_join_stage_matches_the_pure_fold(in_event_order: bool) -> None:
         outputs = (
             pipeline
             | "Events" >> beam.Create([(KEY, e) for e in reversed(events)])
-            | "Join" >> JoinResultsAndListings(None, in_event_order)
+            | "Join" >> JoinResultsAndListings(CFG, in_event_order)
         )
         assert_that(outputs, matches(expected, exactly=in_event_order))

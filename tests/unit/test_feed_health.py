@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,24 +20,29 @@ from urllib.parse import unquote
 import pytest
 import yaml
 
+from omm.config import load_platforms
 from omm.generate import CATALOG, FeedGenerator
-from pipelines.feed_health import (
-    FEEDS,
-    ExpectationOutcome,
-    FeedHealth,
-    FeedValidator,
-    load_suite_config,
-    write_data_docs,
-)
+from pipelines.feed_health.gx import FeedValidator
+from pipelines.feed_health.report import write_data_docs
+from pipelines.feed_health.results import ExpectationOutcome, FeedHealth
+from pipelines.feed_health.suites import FEEDS, load_suite_config, load_suites
 from schemas.registry import SchemaRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
 
 
+def make_validator(
+    config_dir: Path, known_task_ids: Callable[[], set[str]] | None = None
+) -> FeedValidator:
+    """A validator for the suites and platforms of ``config_dir``, as ingest's job has them."""
+    suites = load_suites(config_dir / "expectations")
+    return FeedValidator(suites, load_platforms(config_dir).ids, known_task_ids)
+
+
 @pytest.fixture(scope="module")
 def validator() -> FeedValidator:
-    v = FeedValidator(CONFIG)
+    v = make_validator(CONFIG)
     v.prepare()  # imports GX and builds every shipped suite: a bad config fails here
     return v
 
@@ -260,12 +266,12 @@ def test_takedowns_claiming_an_unknown_task_fail_when_tasks_are_known(now: datet
     records[0] = {**records[0], "task_id": "task-known"}
     records[1] = {**records[1], "task_id": "task-made-up"}
 
-    unknown = FeedValidator(CONFIG)  # no task ids: the check is skipped, not failed
+    unknown = make_validator(CONFIG)  # no task ids: the check is skipped, not failed
     health = unknown.validate("jd", "takedowns", records, *window(now))
     assert health.success
     assert not [o for o in health.outcomes if "task_known" in o.expectation]
 
-    known = FeedValidator(CONFIG, known_task_ids=lambda: {"task-known"})
+    known = make_validator(CONFIG, known_task_ids=lambda: {"task-known"})
     health = known.validate("jd", "takedowns", records, *window(now))
     task = outcome(health, "expect_column_values_to_be_in_set(task_known)")
     assert not task.success and task.critical
@@ -348,7 +354,7 @@ def test_quarantine_takes_an_explicit_mode_over_the_suites() -> None:
 
 def test_on_failure_quarantine_comes_from_the_suite_config(tmp_path: Path, now: datetime) -> None:
     config = config_copy(tmp_path, "listings", on_failure="quarantine")
-    v = FeedValidator(config)
+    v = make_validator(config)
     assert v.suite_for("listings").on_failure == "quarantine"
     records = [{**r, "brand": None} for r in listings(now, 30)]
     health = v.validate("jd", "listings", records, *window(now))
@@ -502,7 +508,7 @@ def test_row_conditions_in_config_become_gx_row_conditions(tmp_path: Path, now: 
             },
         ],
     )
-    v = FeedValidator(config)
+    v = make_validator(config)
     kitchen = next(p for p in CATALOG if p.category == "kitchen")
     toys = next(p for p in CATALOG if p.category == "toys")
     gen = FeedGenerator(seed=1, now=now)
@@ -541,12 +547,13 @@ def test_bad_suite_configs_fail_with_the_file_and_reason(
     }
     config = config_copy(tmp_path, "listings", expectations=[{**base, **entry}])
     with pytest.raises(ValueError, match=re.escape(message)):
-        FeedValidator(config).prepare()
+        make_validator(config).prepare()
 
 
 def test_importing_feed_health_loads_neither_gx_nor_beam_nor_kafka() -> None:
     probe = (
-        "import sys, pipelines.feed_health; "
+        "import sys, pipelines.feed_health.suites, pipelines.feed_health.results, "
+        "pipelines.feed_health.gx, pipelines.feed_health.report; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'great_expectations', 'apache_beam', 'kafka'}))"
     )
@@ -575,7 +582,7 @@ def test_an_expectation_gx_cannot_evaluate_fails_with_the_error_named(
             },
         ],
     )
-    health = FeedValidator(config).validate("jd", "listings", listings(now, 10), *window(now))
+    health = make_validator(config).validate("jd", "listings", listings(now, 10), *window(now))
     broken, fine = health.outcomes
     assert not broken.success and broken.observed_value is None
     assert broken.observed.startswith("error: ") and "mean" in broken.observed

@@ -16,7 +16,7 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 def ctx(topic_platform: str | None = "tmall") -> RuleContext:
-    return rule_context(load_rules(), load_platforms(), NOW, topic_platform)
+    return rule_context(load_rules().record_rules, load_platforms(), NOW, topic_platform)
 
 
 def violation_of(entity: str, record: dict, topic_platform: str | None = "tmall"):

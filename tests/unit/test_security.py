@@ -13,9 +13,9 @@ from kafka.errors import KafkaConfigurationError
 from pydantic import SecretStr
 
 from connectors.security import KafkaSecurity, SecurityConfigError, write_secret_file
+from connectors.topics import TopicNames
 from omm.platforms import AccessRules, grants_for, load_security_config
 from omm.settings import Settings
-from omm.topics import TopicNames
 
 SECRET = "s3cret-for-a-test-only"
 

@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from omm.config import ResolvedTopic, load_platforms, resolved_topics
-from omm.topics import FEED_ENTITIES, REGULATOR_ENTITIES, VALID_NAMES, TopicNames
+from connectors.topics import ResolvedTopic, TopicNames
+from omm.config import load_platforms, resolved_topics
+from schemas.feeds import FEED_ENTITIES, FEED_NAMES, REGULATOR_ENTITIES
 
 PLATFORMS = load_platforms().ids
 CATALOG: dict[str, ResolvedTopic] = {t.name: t for t in resolved_topics()}
@@ -25,7 +26,7 @@ def producible(names: TopicNames) -> dict[str, str | None]:
         out[names.tasks(platform)] = "task"
     for feed, entity in REGULATOR_ENTITIES.items():
         out[names.regulator(feed)] = entity
-    for entity in VALID_NAMES:
+    for entity in FEED_NAMES:
         out[names.valid(entity)] = entity
         if entity != "penalty":  # penalties have no feed-health suite
             out[names.quarantine(entity)] = entity
@@ -122,7 +123,7 @@ def test_names_outside_the_catalog_cannot_be_built(build: Callable[[TopicNames],
 
 @pytest.mark.parametrize("prefix", ["", "demo", "."])
 def test_delete_namespace_refuses_a_prefix_that_is_not_a_namespace(prefix: str) -> None:
-    from omm.topics import delete_namespace
+    from connectors.kafka_client import delete_namespace
 
     # refused before any client is made: an empty prefix would be the whole cluster
     with pytest.raises(ValueError, match=r"ends with '\.'"):

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -39,15 +39,31 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
+from connectors import kafka_client
+from connectors.connection import KafkaConnection
 from connectors.records import OutboundMessage
-from connectors.security import KafkaSecurity
-from omm.config import FeedHealthConfig
-from omm.settings import get_settings
-from omm.topics import VALID_NAMES, TopicNames
+from connectors.topics import TopicNames
+from pipelines.feed_health.suites import FeedHealthConfig, SuiteConfig
+from schemas.feeds import FEED_NAMES
 from schemas.registry import CodecError, SchemaRegistry
 
 STAGE = "ingest"
 QUARANTINE_HEADER = "omm.quarantine.reason"
+
+
+@dataclass(frozen=True)
+class FeedHealthJob:
+    """Everything a feed-health stage's workers need (part of the ingest job)."""
+
+    topics: TopicNames
+    config: FeedHealthConfig
+    # feed -> its suite, as loaded from config/expectations
+    suites: Mapping[str, SuiteConfig]
+    # what `value_set_from: platforms` expands to: every platform omm knows
+    platform_ids: tuple[str, ...]
+    streaming: bool
+    # lets the takedown suite re-read omm.tasks.<platform> (see _BatchJudge); None: never
+    kafka: KafkaConnection | None = None
 
 
 class HealthRow(NamedTuple):
@@ -80,32 +96,24 @@ def health_values(record: dict[str, Any], columns: tuple[str, ...]) -> tuple[Any
 
 
 def feed_key(platform: str | None, entity: str) -> str:
-    return f"{platform or 'regulator'}|{VALID_NAMES[entity]}"
+    return f"{platform or 'regulator'}|{FEED_NAMES[entity]}"
 
 
 class _BatchJudge:
     """Validates a batch with the feed's suite and says where its held records go."""
 
-    def __init__(
-        self,
-        topics: TopicNames,
-        config_dir: str | None,
-        bootstrap: str | None = None,
-        security: KafkaSecurity | None = None,
-    ) -> None:
+    def __init__(self, job: FeedHealthJob) -> None:
         # Great Expectations is imported here, once per worker (~3 s, ~130 MB).
         import great_expectations  # noqa: F401  (import first: it configures its loggers)
 
-        from pipelines.feed_health import FeedValidator
+        from pipelines.feed_health.gx import FeedValidator
 
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
-        cfg_dir = Path(config_dir) if config_dir else get_settings().config_dir
-        self._validator = FeedValidator(cfg_dir)
+        self._validator = FeedValidator(job.suites, job.platform_ids)
         self._validator.prepare()
         self._registry = SchemaRegistry.load()
-        self._topics = topics
-        self._bootstrap = bootstrap
-        self._security = security
+        self._topics = job.topics
+        self._kafka = job.kafka
         self._batches = Metrics.counter(STAGE, "health_batches")
         self._refreshes = Metrics.counter(STAGE, "known_task_refreshes")
         self._counters: dict[tuple[str, str], Any] = {}
@@ -178,27 +186,26 @@ class _BatchJudge:
         task (bundles of different partitions arrive in any order)."""
         at = columns.index("task_id")
         named = {r.values[at] for r in batch if r.values[at] is not None}
-        if not named - known or self._bootstrap is None:
+        if not named - known or self._kafka is None:
             return known
         self._refreshes.inc()
         return frozenset(known) | issued_task_ids(
-            self._bootstrap, self._topics.tasks(platform), self._registry, self._security
+            self._kafka, self._topics.tasks(platform), self._registry
         )
 
 
 def issued_task_ids(
-    bootstrap: str,
+    kafka: KafkaConnection,
     topic: str,
     registry: SchemaRegistry,
-    security: KafkaSecurity | None = None,
     timeout_s: float = 30.0,
 ) -> frozenset[str]:
     """Every task id on ``topic`` up to its end offset now (tasks are kept forever)."""
     from kafka import TopicPartition
 
-    from connectors import kafka_client
-
-    consumer = kafka_client.consumer(bootstrap, security=security)
+    consumer = kafka_client.consumer(
+        kafka.bootstrap, security=kafka.security, policy=kafka.delivery
+    )
     try:
         parts = kafka_client.retrying(lambda: consumer.partitions_for_topic(topic)) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
@@ -224,26 +231,13 @@ def issued_task_ids(
 class _FeedHealthFn(beam.DoFn):
     """What both feed-health stages share: their settings and a batch judge per worker."""
 
-    def __init__(
-        self,
-        topics: TopicNames,
-        cfg: FeedHealthConfig,
-        streaming: bool,
-        config_dir: str | None,
-        bootstrap: str | None = None,
-        security: KafkaSecurity | None = None,
-    ):
-        self._topics = topics
-        self._cfg = cfg
-        self._streaming = streaming
-        self._config_dir = config_dir
-        self._bootstrap = bootstrap
-        self._security = security
+    def __init__(self, job: FeedHealthJob):
+        self._job = job
+        self._cfg = job.config
+        self._streaming = job.streaming
 
     def setup(self) -> None:
-        self._batch_judge = _BatchJudge(
-            self._topics, self._config_dir, self._bootstrap, self._security
-        )
+        self._batch_judge = _BatchJudge(self._job)
 
 
 class _CheckFeedHealthFn(_FeedHealthFn):
@@ -360,18 +354,9 @@ class _WarnBatchesFn(_FeedHealthFn):
 class _FeedHealthStage(beam.PTransform):
     fn: type[_FeedHealthFn]
 
-    def __init__(
-        self,
-        topics: TopicNames,
-        cfg: FeedHealthConfig,
-        streaming: bool,
-        config_dir: str | None = None,
-        bootstrap: str | None = None,
-        security: KafkaSecurity | None = None,
-    ):
+    def __init__(self, job: FeedHealthJob):
         super().__init__()
-        # bootstrap: lets the takedown suite re-read omm.tasks.<platform> (see _BatchJudge)
-        self._fn = self.fn(topics, cfg, streaming, config_dir, bootstrap, security)
+        self._fn = self.fn(job)
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         return rows | "ValidateBatches" >> beam.ParDo(self._fn).with_input_types(

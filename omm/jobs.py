@@ -1,0 +1,81 @@
+"""The one place pipeline jobs are made: the operator's settings and ``config/`` in, a job out.
+
+A pipeline reads neither settings nor files; everything its workers need is
+in the job made here (Kafka connection and timing, topics, rules, suites,
+deadlines, the pseudonym key), so a job runs the same on any worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connectors.connection import KafkaConnection
+from connectors.topics import TopicNames
+from omm.config import load_enforcement, load_feed_suites, load_platforms, load_rules
+from omm.settings import Settings, get_settings, pseudonym_key
+from pipelines.enforce import EnforceJob
+from pipelines.ingest import IngestJob
+
+
+def kafka_connection(bootstrap: str, settings: Settings | None = None) -> KafkaConnection:
+    """``bootstrap`` with this process's credentials and delivery timing."""
+    settings = settings or get_settings()
+    return KafkaConnection(bootstrap, settings.kafka_security(), settings.delivery_policy())
+
+
+def ingest_job(
+    bootstrap: str,
+    topics: TopicNames,
+    *,
+    platforms: list[str] | None = None,
+    idle_timeout_s: float | None = None,
+    feed_health: bool = True,
+    group_id: str | None = None,
+    key: bytes | None = None,
+    config_dir: Path | None = None,
+    settings: Settings | None = None,
+) -> IngestJob:
+    """The ingest job for ``platforms`` (default: every platform in config/platforms.yaml).
+
+    ``feed_health=False`` (or ``feed_health.enabled: false`` in rules.yaml) runs no suites;
+    ``key`` replaces the pseudonym key (benchmarks and tests).
+    """
+    settings = settings or get_settings()
+    registry = load_platforms(config_dir)
+    rules = load_rules(config_dir)
+    read = platforms if platforms is not None else registry.ids
+    checked = feed_health and rules.feed_health.enabled
+    return IngestJob(
+        kafka=kafka_connection(bootstrap, settings),
+        topics=topics,
+        group_id=group_id or f"{settings.consumer_group_prefix}.{topics.prefix}ingest",
+        registry=registry,
+        platforms=tuple(read),
+        record_rules=rules.record_rules,
+        personal_data=rules.personal_data,
+        pseudonym_key=key if key is not None else pseudonym_key(settings),
+        feed_health=rules.feed_health,
+        suites=load_feed_suites(config_dir) if checked else {},
+        idle_timeout_s=idle_timeout_s,
+    )
+
+
+def enforce_job(
+    bootstrap: str,
+    topics: TopicNames,
+    *,
+    idle_timeout_s: float | None = None,
+    in_event_order: bool | None = None,
+    max_records_per_poll: int = 20000,
+    config_dir: Path | None = None,
+    settings: Settings | None = None,
+) -> EnforceJob:
+    """The enforce job: deadlines, matching and calendar from config/enforcement.yaml."""
+    return EnforceJob(
+        kafka=kafka_connection(bootstrap, settings),
+        topics=topics,
+        config=load_enforcement(config_dir),
+        idle_timeout_s=idle_timeout_s,
+        in_event_order=in_event_order,
+        max_records_per_poll=max_records_per_poll,
+    )
