@@ -52,7 +52,6 @@ from connectors import delivery, kafka_client
 from connectors.connection import KafkaConnection
 from connectors.fetcher import PartitionFetcher
 from connectors.records import KafkaRecord, OutboundMessage
-from connectors.security import KafkaSecurity
 from connectors.sink import KafkaSink
 
 _END = sys.maxsize
@@ -109,21 +108,19 @@ _WATERMARK_PARAM = beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.de
 class _ReadPartitionFn(beam.DoFn):
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         read_id: str,
         idle_timeout_s: float | None,
         max_records_per_poll: int,
         poll_timeout_ms: int,
-        policy: delivery.DeliveryPolicy,
-        security: KafkaSecurity | None = None,
     ) -> None:
-        self._bootstrap = bootstrap
-        self._security = security
+        self._bootstrap = kafka.bootstrap
+        self._security = kafka.security
         self._read_id = read_id
         self._idle_timeout_s = idle_timeout_s
         self._max_records = max_records_per_poll
         self._poll_timeout_ms = poll_timeout_ms
-        self._policy = policy
+        self._policy = kafka.delivery
         self._fetcher: PartitionFetcher | None = None
         self._outage: delivery.OutageClock | None = None
         self._records_read = Metrics.counter("kafka_read", "records")
@@ -272,28 +269,26 @@ class ReadFromKafka(beam.PTransform):
     ) -> None:
         super().__init__()
         self._from_earliest = frozenset(from_earliest)
-        self._security = kafka.security
         if start not in ("committed", "earliest"):
             raise ValueError(f"start must be 'committed' or 'earliest', not {start!r}")
-        self._bootstrap = kafka.bootstrap
+        # from the job: it travels with the DoFn to whichever worker runs it
+        self._kafka = kafka
         self._topics = list(topics)
         self._group_id = group_id
         self._start = start
         self._idle_timeout_s = idle_timeout_s
         self._max_records = max_records_per_poll
         self._poll_timeout_ms = poll_timeout_ms
-        # from the job: it travels with the DoFn to whichever worker runs it
-        self._policy = kafka.delivery
 
     def seeds(self) -> list[PartitionSeed]:
-        sec = self._security
-        parts = kafka_client.partitions_for(self._bootstrap, self._topics, sec)
+        bootstrap, sec = self._kafka.bootstrap, self._kafka.security
+        parts = kafka_client.partitions_for(bootstrap, self._topics, sec)
         committed = (
-            kafka_client.committed_offsets(self._bootstrap, self._group_id, self._topics, sec)
+            kafka_client.committed_offsets(bootstrap, self._group_id, self._topics, sec)
             if self._start == "committed"
             else {}
         )
-        earliest = kafka_client.beginning_offsets(self._bootstrap, parts, sec)
+        earliest = kafka_client.beginning_offsets(bootstrap, parts, sec)
         return [
             PartitionSeed(
                 t,
@@ -315,13 +310,11 @@ class ReadFromKafka(beam.PTransform):
             | "ReadPartitions"
             >> beam.ParDo(
                 _ReadPartitionFn(
-                    self._bootstrap,
+                    self._kafka,
                     uuid.uuid4().hex,
                     self._idle_timeout_s,
                     self._max_records,
                     self._poll_timeout_ms,
-                    self._policy,
-                    self._security,
                 )
             )
         )
@@ -331,29 +324,25 @@ class _WriteFn(beam.DoFn):
     def __init__(
         self,
         sink_id: str,
-        bootstrap: str,
+        kafka: KafkaConnection,
         commit_group: str | None,
         producer_config: dict[str, Any],
-        policy: delivery.DeliveryPolicy,
-        security: KafkaSecurity | None = None,
     ):
         self._sink_id = sink_id
-        self._security = security
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._commit_group = commit_group
         self._producer_config = producer_config
-        self._policy = policy
         self._written = Metrics.counter("kafka_write", "records")
         self._sink: KafkaSink | None = None
 
     def setup(self) -> None:
         self._sink = KafkaSink.acquire(
             self._sink_id,
-            self._bootstrap,
+            self._kafka.bootstrap,
             self._commit_group,
             self._producer_config,
-            self._policy,
-            self._security,
+            self._kafka.delivery,
+            self._kafka.security,
         )
 
     def teardown(self) -> None:
@@ -388,21 +377,13 @@ class WriteToKafka(beam.PTransform):
         sink: str | None = None,
     ) -> None:
         super().__init__()
-        self._security = kafka.security
-        self._bootstrap = kafka.bootstrap
+        # from the job: it travels with the DoFn to whichever worker runs it
+        self._kafka = kafka
         self._commit_group = commit_group
         self._producer_config = producer_config or {}
         self._sink_id = sink or uuid.uuid4().hex
-        self._policy = kafka.delivery
 
     def expand(self, messages: beam.PCollection) -> beam.PCollection:
         return messages | "Produce" >> beam.ParDo(
-            _WriteFn(
-                self._sink_id,
-                self._bootstrap,
-                self._commit_group,
-                self._producer_config,
-                self._policy,
-                self._security,
-            )
+            _WriteFn(self._sink_id, self._kafka, self._commit_group, self._producer_config)
         )

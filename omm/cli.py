@@ -9,14 +9,14 @@ input file, 3 cluster unreachable / not ready / records not acknowledged, 70 a b
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -401,14 +401,58 @@ def run_ingest_cmd(
 ) -> None:
     """Validate the platform and regulator feeds into omm.valid.*; bad records to DLQ + feedback."""
     servers = _ready_for_ingest(bootstrap, prefix, platforms)
-    [accounts] = _run_stages(
-        [("ingest", lambda: run_ingest_job(servers, prefix, platforms, until_idle, pipeline_args))]
+    _run_one(
+        "ingest",
+        lambda: run_ingest_job(servers, prefix, platforms, until_idle, pipeline_args),
+        _show_ingest,
     )
-    if accounts is None:  # stopped by the operator before the pipeline returned
+
+
+@run_app.command("enforce")
+def run_enforce_cmd(
+    until_idle: UntilIdle = None,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = "",
+    pipeline_args: PipelineArgs = None,
+) -> None:
+    """Join failed results with live listings: tasks to omm.tasks.<platform>, reviews to review."""
+    servers = _ready_for_enforce(bootstrap, prefix)
+    _run_one(
+        "enforce",
+        lambda: run_enforce_job(servers, prefix, until_idle, pipeline_args),
+        _show_enforce,
+    )
+
+
+@run_app.command("all")
+def run_all_cmd(
+    until_idle: Annotated[
+        float | None,
+        typer.Option("--until-idle", help="Bounded: ingest until idle, then enforce until idle."),
+    ] = None,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = "",
+) -> None:
+    """Every stage. Bounded runs go one after the other; streaming runs side by side."""
+    servers = _ready_for_ingest(bootstrap, prefix, None)
+    _ready_for_enforce(servers, prefix)
+    if until_idle is not None:
+        # every stage runs and shows its account, even after one did not balance
+        balanced = [
+            _show_ingest(run_ingest_job(servers, prefix, None, until_idle, None)),
+            _show_enforce(run_enforce_job(servers, prefix, until_idle, None)),
+        ]
+        if not all(balanced):
+            raise typer.Exit(1)
         return
-    print_accounts(accounts, console)
-    if any(not a.balanced for a in accounts):
-        raise typer.Exit(1)
+    # one spinner only: rich allows a single live display at a time
+    console.print("ingest and enforce streaming side by side (Ctrl-C to stop)…")
+    _run_stages(
+        [
+            ("ingest", lambda: run_ingest_job(servers, prefix, None, None, None, True)),
+            ("enforce", lambda: run_enforce_job(servers, prefix, None, None, True)),
+        ]
+    )
 
 
 def _ready_for_ingest(bootstrap: str | None, prefix: str, platforms: str | None) -> str:
@@ -444,7 +488,6 @@ def run_ingest_job(
     quiet: bool = False,
 ) -> list[Any]:
     from connectors.topics import TopicNames
-    from omm.beam_runtime import pipeline_args_with_defaults
     from omm.jobs import ingest_job
     from pipelines.ingest import run_ingest
 
@@ -454,59 +497,63 @@ def run_ingest_job(
         platforms=platforms.split(",") if platforms else None,
         idle_timeout_s=until_idle,
     )
-    with _running("ingest", until_idle, quiet):
-        return run_ingest(
-            job, pipeline_args_with_defaults(pipeline_args, streaming=until_idle is None)
-        )
+    return _run_pipeline("ingest", lambda a: run_ingest(job, a), until_idle, pipeline_args, quiet)
 
 
-@run_app.command("enforce")
-def run_enforce_cmd(
-    until_idle: UntilIdle = None,
-    bootstrap: Bootstrap = None,
-    prefix: Prefix = "",
-    pipeline_args: PipelineArgs = None,
-) -> None:
-    """Join failed results with live listings: tasks to omm.tasks.<platform>, reviews to review."""
-    servers = _ready_for_enforce(bootstrap, prefix)
-    [account] = _run_stages(
-        [("enforce", lambda: run_enforce_job(servers, prefix, until_idle, pipeline_args))]
-    )
-    if account is None:
-        return
+def run_enforce_job(
+    bootstrap: str,
+    prefix: str,
+    until_idle: float | None,
+    pipeline_args: list[str] | None,
+    quiet: bool = False,
+) -> Any:
+    from connectors.topics import TopicNames
+    from omm.jobs import enforce_job
+    from pipelines.enforce import run_enforce
+
+    job = enforce_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle)
+    return _run_pipeline("enforce", lambda a: run_enforce(job, a), until_idle, pipeline_args, quiet)
+
+
+def _show_ingest(accounts: list[Any]) -> bool:
+    print_accounts(accounts, console)
+    return all(a.balanced for a in accounts)
+
+
+def _show_enforce(account: Any) -> bool:
     print_enforce_account(account, console)
-    if not account.balanced:
-        raise typer.Exit(1)
+    return bool(account.balanced)
 
 
-@run_app.command("all")
-def run_all_cmd(
-    until_idle: Annotated[
-        float | None,
-        typer.Option("--until-idle", help="Bounded: ingest until idle, then enforce until idle."),
-    ] = None,
-    bootstrap: Bootstrap = None,
-    prefix: Prefix = "",
-) -> None:
-    """Every stage. Bounded runs go one after the other; streaming runs side by side."""
-    servers = _ready_for_ingest(bootstrap, prefix, None)
-    _ready_for_enforce(servers, prefix)
-    if until_idle is not None:
-        accounts = run_ingest_job(servers, prefix, None, until_idle, None)
-        print_accounts(accounts, console)
-        enforce_account = run_enforce_job(servers, prefix, until_idle, None)
-        print_enforce_account(enforce_account, console)
-        if not enforce_account.balanced or any(not a.balanced for a in accounts):
-            raise typer.Exit(1)
+T = TypeVar("T")
+
+
+def _run_pipeline(
+    stage: str,
+    run: Callable[[list[str]], T],
+    until_idle: float | None,
+    pipeline_args: list[str] | None,
+    quiet: bool,
+) -> T:
+    """Run one pipeline with the runner's defaults: streaming unless ``until_idle``."""
+    from omm.beam_runtime import pipeline_args_with_defaults
+
+    args = pipeline_args_with_defaults(pipeline_args, streaming=until_idle is None)
+    if quiet:
+        return run(args)
+    with console.status(
+        f"{stage} running…" + (f" (until idle {until_idle}s)" if until_idle else "")
+    ):
+        return run(args)
+
+
+def _run_one(stage: str, run: Callable[[], T], show: Callable[[T], bool]) -> None:
+    """One stage as a command: run it, show its account, exit 1 if that does not balance."""
+    [outcome] = _run_stages([(stage, run)])
+    if outcome is None:  # stopped by the operator before the pipeline returned
         return
-    # one spinner only: rich allows a single live display at a time
-    console.print("ingest and enforce streaming side by side (Ctrl-C to stop)…")
-    _run_stages(
-        [
-            ("ingest", lambda: run_ingest_job(servers, prefix, None, None, None, True)),
-            ("enforce", lambda: run_enforce_job(servers, prefix, None, None, True)),
-        ]
-    )
+    if not show(outcome):
+        raise typer.Exit(1)
 
 
 def _run_stages(stages: list[tuple[str, Any]]) -> list[Any]:
@@ -526,33 +573,6 @@ def _run_stages(stages: list[tuple[str, Any]]) -> list[Any]:
     except TimeoutError as exc:  # a stage did not stop within OMM_STOP_GRACE_S
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(UNAVAILABLE) from exc
-
-
-def run_enforce_job(
-    bootstrap: str,
-    prefix: str,
-    until_idle: float | None,
-    pipeline_args: list[str] | None,
-    quiet: bool = False,
-) -> Any:
-    from connectors.topics import TopicNames
-    from omm.beam_runtime import pipeline_args_with_defaults
-    from omm.jobs import enforce_job
-    from pipelines.enforce import run_enforce
-
-    job = enforce_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle)
-    with _running("enforce", until_idle, quiet):
-        return run_enforce(
-            job, pipeline_args_with_defaults(pipeline_args, streaming=until_idle is None)
-        )
-
-
-def _running(stage: str, until_idle: float | None, quiet: bool) -> Any:
-    if quiet:
-        return contextlib.nullcontext()
-    return console.status(
-        f"{stage} running…" + (f" (until idle {until_idle}s)" if until_idle else "")
-    )
 
 
 # ---------------------------------------------------------------- report

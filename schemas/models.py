@@ -130,28 +130,40 @@ def _check_chars(value: str, info: ValidationInfo, *, identifier: bool, long: bo
                 "value": shown(value),
             },
         )
+    _refuse_bad_characters(value, identifier=identifier)
+    return value
+
+
+def _refuse_bad_characters(value: str, *, identifier: bool, from_the_bad_one: bool = False) -> None:
+    """Raise ``id_characters`` or ``text_characters`` at the first character not allowed.
+
+    ``from_the_bad_one``: the value shown starts just before that character (long texts).
+    """
     bad = (
         _first_bad(value, _BAD_IN_ID, frozenset())
         if identifier
         else _first_bad(value, _BAD_IN_TEXT, _TEXT_CONTROLS_ALLOWED)
     )
-    if bad is not None:
-        pos, char = bad
-        raise PydanticCustomError(
-            "id_characters" if identifier else "text_characters",
-            # never the value in the message: a rejection's message is echoed where its
-            # value is withheld (a consumer id, a complaint's text), see record_rules
-            "contains {char} at position {pos}; "
-            + (
-                "identifiers must be printable, without control, invisible or "
-                "line-separator characters"
-                if identifier
-                else "text must not contain control characters (other than tab and line "
-                "breaks) or unpaired surrogates"
-            ),
-            {"value": shown(value), "char": _char_label(char), "pos": pos},
-        )
-    return value
+    if bad is None:
+        return
+    pos, char = bad
+    raise PydanticCustomError(
+        "id_characters" if identifier else "text_characters",
+        # never the value in the message: a rejection's message is echoed where its
+        # value is withheld (a consumer id, a complaint's text), see record_rules
+        "contains {char} at position {pos}; "
+        + (
+            "identifiers must be printable, without control, invisible or line-separator characters"
+            if identifier
+            else "text must not contain control characters (other than tab and line "
+            "breaks) or unpaired surrogates"
+        ),
+        {
+            "value": shown(value[max(0, pos - 10) :] if from_the_bad_one else value),
+            "char": _char_label(char),
+            "pos": pos,
+        },
+    )
 
 
 def _identifier(value: str, info: ValidationInfo) -> str:
@@ -179,15 +191,7 @@ def _optional_text(value: str | None, info: ValidationInfo) -> str | None:
 
 def _free_text(value: str, info: ValidationInfo) -> str:
     # length is the max_text_length rule (Complaint); only the characters are checked here
-    bad = _first_bad(value, _BAD_IN_TEXT, _TEXT_CONTROLS_ALLOWED)
-    if bad is not None:
-        pos, char = bad
-        raise PydanticCustomError(
-            "text_characters",
-            "contains {char} at position {pos}; text must not contain control characters "
-            "(other than tab and line breaks) or unpaired surrogates",
-            {"char": _char_label(char), "pos": pos, "value": shown(value[max(0, pos - 10) :])},
-        )
+    _refuse_bad_characters(value, identifier=False, from_the_bad_one=True)
     return value
 
 
