@@ -66,23 +66,34 @@ class PartitionSeed:
 
 # Idle clocks for bounded reads, per (read id, topic, partition): when the
 # partition was first found with nothing new since its last record. A bounded
-# read ends only when EVERY partition this worker reads has been idle for the
+# read ends only when EVERY partition of the read has been idle for the
 # window: ending partitions one by one let a quiet topic (the results) stop
 # while a busy one (a million listings) was still loading, so the results
 # published afterwards were never read. Process-wide rather than per DoFn
-# instance because a runner may hand a deferred remainder to a fresh instance;
-# on a multi-worker runner each worker judges the partitions it reads.
+# instance because a runner may hand a deferred remainder to a fresh instance.
+# A bounded read therefore assumes its partitions are read in one process (the
+# FnApiRunner, or Prism with the LOOPBACK environment); on a multi-worker runner
+# run streaming instead.
 _IDLE_SINCE: dict[tuple[str, str, int], float] = {}
-_SEEN: set[tuple[str, str, int]] = set()
+# Partitions whose last turn was skipped because their bundle's time was up. The
+# runner hands deferred partitions back in the same order, so without this the
+# partitions at the end of that order never got a turn once the ones before them
+# filled the bundle's time (a hundred idle partitions polling 20 ms each do):
+# their records were never read and a bounded read never ended. A partition is
+# now skipped at most once in a row.
+_SKIPPED: set[tuple[str, str, int]] = set()
 _IDLE_LOCK = threading.Lock()
 
 
-def _all_idle(read_id: str, now: float, window_s: float) -> bool:
+def _all_idle(
+    read_id: str, partitions: frozenset[tuple[str, int]], now: float, window_s: float
+) -> bool:
+    """Whether every partition of the read has been idle for the window. A partition
+    not visited yet is not idle: its records may be the ones still to come."""
     with _IDLE_LOCK:
         return all(
-            now - _IDLE_SINCE.get(key, now) >= window_s and key in _IDLE_SINCE
-            for key in _SEEN
-            if key[0] == read_id
+            now - _IDLE_SINCE.get((read_id, *tp), now) >= window_s and (read_id, *tp) in _IDLE_SINCE
+            for tp in partitions
         )
 
 
@@ -110,6 +121,7 @@ class _ReadPartitionFn(beam.DoFn):
         self,
         kafka: KafkaConnection,
         read_id: str,
+        partitions: frozenset[tuple[str, int]],
         idle_timeout_s: float | None,
         max_records_per_poll: int,
         poll_timeout_ms: int,
@@ -117,6 +129,8 @@ class _ReadPartitionFn(beam.DoFn):
         self._bootstrap = kafka.bootstrap
         self._security = kafka.security
         self._read_id = read_id
+        # every (topic, partition) of the read: a bounded read ends when all are idle
+        self._partitions = partitions
         self._idle_timeout_s = idle_timeout_s
         self._max_records = max_records_per_poll
         self._poll_timeout_ms = poll_timeout_ms
@@ -171,24 +185,34 @@ class _ReadPartitionFn(beam.DoFn):
             # Claiming the last position ends this partition's restriction.
             tracker.try_claim(_END - 1)
             return
+        idle_key = (self._read_id, seed.topic, seed.partition)
         budget = self._bundle_budget(time.monotonic())
         if budget == 0:
-            # untouched, for the next bundle: this one ends and gets committed
-            tracker.defer_remainder()
-            return
+            with _IDLE_LOCK:
+                skipped_before = idle_key in _SKIPPED
+                _SKIPPED.add(idle_key)
+            if not skipped_before:
+                # untouched, for the next bundle: this one ends and gets committed
+                tracker.defer_remainder()
+                return
+            # skipped last time too: its turn now, however long this bundle has run
+            budget = self._policy.commit_every_records
+            turn_started: float | None = time.monotonic()
+        else:
+            turn_started = None
+        with _IDLE_LOCK:
+            _SKIPPED.discard(idle_key)
         records = self._fetcher.take(
             seed.topic, seed.partition, start, min(self._max_records, budget), self._poll_timeout_ms
         )
-        idle_key = (self._read_id, seed.topic, seed.partition)
         now = time.monotonic()
-        with _IDLE_LOCK:
-            _SEEN.add(idle_key)
         if records:
             with _IDLE_LOCK:
                 _IDLE_SINCE.pop(idle_key, None)
             self._outage.ok()
             newest = records[0].timestamp
-            deadline = (self._bundle_started or now) + self._policy.commit_every_s
+            # a turn given to a skipped partition gets a slice of its own
+            deadline = (turn_started or self._bundle_started or now) + self._policy.commit_every_s
             claimed = 0
             for i, rec in enumerate(records):
                 if i and time.monotonic() >= deadline:
@@ -237,9 +261,9 @@ class _ReadPartitionFn(beam.DoFn):
             # one has nothing left to fetch: a partition can go a long time
             # between its turns while others are processed, which is not idleness.
             # An ended partition keeps its idle clock, so it counts as idle.
-            if _all_idle(self._read_id, now, self._idle_timeout_s) and self._fetcher.caught_up(
-                seed.topic, seed.partition, start
-            ):
+            if _all_idle(
+                self._read_id, self._partitions, now, self._idle_timeout_s
+            ) and self._fetcher.caught_up(seed.topic, seed.partition, start):
                 # Claiming the last position ends this partition's restriction.
                 tracker.try_claim(_END - 1)
                 return
@@ -304,14 +328,16 @@ class ReadFromKafka(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         # ONE reader seeded with every partition: a Flatten of several readers
         # would hold everything downstream until they all finish (docs/runner-notes.md).
+        seeds = self.seeds()
         return (
             pbegin
-            | "Partitions" >> beam.Create(self.seeds())
+            | "Partitions" >> beam.Create(seeds)
             | "ReadPartitions"
             >> beam.ParDo(
                 _ReadPartitionFn(
                     self._kafka,
                     uuid.uuid4().hex,
+                    frozenset((s.topic, s.partition) for s in seeds),
                     self._idle_timeout_s,
                     self._max_records,
                     self._poll_timeout_ms,
