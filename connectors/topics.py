@@ -68,6 +68,18 @@ class TopicNames:
         return self._n("omm.review.matches")
 
     @property
+    def decisions(self) -> str:
+        return self._n("omm.review.decisions")
+
+    @property
+    def compliance_status(self) -> str:
+        return self._n("omm.compliance.status")
+
+    @property
+    def scorecards(self) -> str:
+        return self._n("omm.compliance.scorecards")
+
+    @property
     def feed_health(self) -> str:
         return self._n("omm.feed.health")
 

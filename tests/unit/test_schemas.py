@@ -164,6 +164,21 @@ EXPECTED_FIELDS: dict[str, tuple[str, list[str]]] = {
             "evidence_at",
         ],
     ),
+    "review_decision": (
+        "ReviewDecision",
+        [
+            "decision_id",
+            "decision",
+            "review_id",
+            "task_id",
+            "platform",
+            "listing_id",
+            "inspection_id",
+            "decided_by",
+            "reason",
+            "decided_at",
+        ],
+    ),
     "scorecard": (
         "Scorecard",
         [
