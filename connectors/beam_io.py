@@ -51,7 +51,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from connectors import delivery, kafka_client
 from connectors.connection import KafkaConnection
 from connectors.fetcher import PartitionFetcher
-from connectors.records import KafkaRecord, OutboundMessage
+from connectors.records import ClockTick, KafkaRecord, OutboundMessage
 from connectors.sink import KafkaSink
 
 _END = sys.maxsize
@@ -62,6 +62,26 @@ class PartitionSeed:
     topic: str
     partition: int
     start_offset: int
+
+
+# The "topic" of a clock seed: its partition is the shard, its offsets count ticks.
+CLOCK = "<clock>"
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Ticks from the reader itself: every ``every_s`` seconds, one ClockTick per shard.
+
+    Why the reader: a deadline must be acted on when it passes even when no record
+    arrives, and the FnApiRunner fires timers early and busy-loops on re-armed ones
+    (docs/runner-notes.md), while a second source Flattened with the reader would hold
+    everything back until the read ends. So the one reader also reads the clock, as
+    one more restriction per shard, and sleeps between ticks instead of spinning.
+    A bounded read ticks once more when it ends, so deadlines passed by then count.
+    """
+
+    every_s: float
+    shards: int
 
 
 # Idle clocks for bounded reads, per (read id, topic, partition): when the
@@ -125,7 +145,9 @@ class _ReadPartitionFn(beam.DoFn):
         idle_timeout_s: float | None,
         max_records_per_poll: int,
         poll_timeout_ms: int,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock
         self._bootstrap = kafka.bootstrap
         self._security = kafka.security
         self._read_id = read_id
@@ -184,6 +206,9 @@ class _ReadPartitionFn(beam.DoFn):
         if delivery.stop_requested():
             # Claiming the last position ends this partition's restriction.
             tracker.try_claim(_END - 1)
+            return
+        if seed.topic == CLOCK:
+            yield from self._tick(seed.partition, start, tracker, watermark)
             return
         idle_key = (self._read_id, seed.topic, seed.partition)
         budget = self._bundle_budget(time.monotonic())
@@ -269,6 +294,32 @@ class _ReadPartitionFn(beam.DoFn):
                 return
         tracker.defer_remainder(Duration(seconds=0.05))
 
+    def _tick(self, shard: int, start: int, tracker: Any, watermark: Any) -> Iterator[Any]:
+        """A clock restriction's turn: a tick when one is due, the end with the read's."""
+        assert self._clock is not None
+        now = time.time()
+        # the clock holds event time back no more than an idle partition does
+        clock_wm = Timestamp.now() - Duration(seconds=1)
+        current = watermark.current_watermark()
+        if current is None or clock_wm > current:
+            watermark.set_watermark(clock_wm)
+        due = int(now // self._clock.every_s)
+        ending = self._idle_timeout_s is not None and _all_idle(
+            self._read_id, self._partitions, time.monotonic(), self._idle_timeout_s
+        )
+        if due >= start or ending:
+            if not tracker.try_claim(max(due, start)):
+                return
+            yield TimestampedValue(
+                ClockTick(shard, int(now * 1000)), Timestamp(micros=int(now * 1_000_000))
+            )
+        if ending:
+            tracker.try_claim(_END - 1)
+            return
+        # not a spin: a turn that finds no tick due waits a little, like an idle poll
+        time.sleep(min(self._poll_timeout_ms / 1000, max(0.0, (start * self._clock.every_s) - now)))
+        tracker.defer_remainder(Duration(seconds=min(self._clock.every_s, 0.5)))
+
 
 class ReadFromKafka(beam.PTransform):
     """Read topics as ``KafkaRecord`` elements, one restriction per partition.
@@ -290,9 +341,11 @@ class ReadFromKafka(beam.PTransform):
         max_records_per_poll: int = 20000,
         poll_timeout_ms: int = 20,
         from_earliest: Sequence[str] = (),
+        clock: Clock | None = None,
     ) -> None:
         super().__init__()
         self._from_earliest = frozenset(from_earliest)
+        self._clock = clock
         if start not in ("committed", "earliest"):
             raise ValueError(f"start must be 'committed' or 'earliest', not {start!r}")
         # from the job: it travels with the DoFn to whichever worker runs it
@@ -329,6 +382,12 @@ class ReadFromKafka(beam.PTransform):
         # ONE reader seeded with every partition: a Flatten of several readers
         # would hold everything downstream until they all finish (docs/runner-notes.md).
         seeds = self.seeds()
+        partitions = frozenset((s.topic, s.partition) for s in seeds)
+        if self._clock is not None:
+            first_tick = int(time.time() // self._clock.every_s)
+            seeds += [
+                PartitionSeed(CLOCK, shard, first_tick) for shard in range(self._clock.shards)
+            ]
         return (
             pbegin
             | "Partitions" >> beam.Create(seeds)
@@ -337,10 +396,11 @@ class ReadFromKafka(beam.PTransform):
                 _ReadPartitionFn(
                     self._kafka,
                     uuid.uuid4().hex,
-                    frozenset((s.topic, s.partition) for s in seeds),
+                    partitions,
                     self._idle_timeout_s,
                     self._max_records,
                     self._poll_timeout_ms,
+                    self._clock,
                 )
             )
         )

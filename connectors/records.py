@@ -33,3 +33,12 @@ class OutboundMessage:
     value: bytes | None
     headers: Headers = ()
     source: tuple[str, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class ClockTick:
+    """The wall clock, read by the reader (see ``connectors.beam_io.Clock``): lets a
+    pipeline act on time passing, a deadline, when no record arrives at all."""
+
+    shard: int
+    now_ms: int

@@ -26,7 +26,7 @@ from typer.core import TyperGroup
 
 from omm.platforms import platform_app
 from omm.settings import get_settings
-from omm.tables import print_accounts, print_enforce_account, table
+from omm.tables import print_accounts, print_comply_account, print_enforce_account, table
 
 if TYPE_CHECKING:
     from connectors.probe import Cluster
@@ -424,11 +424,27 @@ def run_enforce_cmd(
     )
 
 
+@run_app.command("comply")
+def run_comply_cmd(
+    until_idle: UntilIdle = None,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = "",
+    pipeline_args: PipelineArgs = None,
+) -> None:
+    """Track each delisting task to its outcome: omm.compliance.status and .scorecards."""
+    servers = _ready_for_comply(bootstrap, prefix)
+    _run_one(
+        "comply", lambda: run_comply_job(servers, prefix, until_idle, pipeline_args), _show_comply
+    )
+
+
 @run_app.command("all")
 def run_all_cmd(
     until_idle: Annotated[
         float | None,
-        typer.Option("--until-idle", help="Bounded: ingest until idle, then enforce until idle."),
+        typer.Option(
+            "--until-idle", help="Bounded: ingest, then enforce, then comply, each until idle."
+        ),
     ] = None,
     bootstrap: Bootstrap = None,
     prefix: Prefix = "",
@@ -436,21 +452,24 @@ def run_all_cmd(
     """Every stage. Bounded runs go one after the other; streaming runs side by side."""
     servers = _ready_for_ingest(bootstrap, prefix, None)
     _ready_for_enforce(servers, prefix)
+    _ready_for_comply(servers, prefix)
     if until_idle is not None:
         # every stage runs and shows its account, even after one did not balance
         balanced = [
             _show_ingest(run_ingest_job(servers, prefix, None, until_idle, None)),
             _show_enforce(run_enforce_job(servers, prefix, until_idle, None)),
+            _show_comply(run_comply_job(servers, prefix, until_idle, None)),
         ]
         if not all(balanced):
             raise typer.Exit(1)
         return
     # one spinner only: rich allows a single live display at a time
-    console.print("ingest and enforce streaming side by side (Ctrl-C to stop)…")
+    console.print("ingest, enforce and comply streaming side by side (Ctrl-C to stop)…")
     _run_stages(
         [
             ("ingest", lambda: run_ingest_job(servers, prefix, None, None, None, True)),
             ("enforce", lambda: run_enforce_job(servers, prefix, None, None, True)),
+            ("comply", lambda: run_comply_job(servers, prefix, None, None, True)),
         ]
     )
 
@@ -475,6 +494,19 @@ def _ready_for_enforce(bootstrap: str | None, prefix: str) -> str:
     cluster = _reach(bootstrap)
     names = TopicNames(prefix)
     wanted = [names.valid("listing"), names.valid("inspection"), names.review]
+    cluster.require(wanted + [names.tasks(p) for p in load_platforms().ids], prefix)
+    return cluster.bootstrap
+
+
+def _ready_for_comply(bootstrap: str | None, prefix: str) -> str:
+    """The bootstrap, once it answered and has every topic comply reads and writes."""
+    from connectors.topics import TopicNames
+    from omm.config import load_platforms
+
+    cluster = _reach(bootstrap)
+    names = TopicNames(prefix)
+    wanted = [names.valid("listing"), names.valid("takedown"), names.decisions]
+    wanted += [names.compliance_status, names.scorecards]
     cluster.require(wanted + [names.tasks(p) for p in load_platforms().ids], prefix)
     return cluster.bootstrap
 
@@ -513,6 +545,26 @@ def run_enforce_job(
 
     job = enforce_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle)
     return _run_pipeline("enforce", lambda a: run_enforce(job, a), until_idle, pipeline_args, quiet)
+
+
+def run_comply_job(
+    bootstrap: str,
+    prefix: str,
+    until_idle: float | None,
+    pipeline_args: list[str] | None,
+    quiet: bool = False,
+) -> Any:
+    from connectors.topics import TopicNames
+    from omm.jobs import comply_job
+    from pipelines.comply import run_comply
+
+    job = comply_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle)
+    return _run_pipeline("comply", lambda a: run_comply(job, a), until_idle, pipeline_args, quiet)
+
+
+def _show_comply(account: Any) -> bool:
+    print_comply_account(account, console)
+    return bool(account.balanced)
 
 
 def _show_ingest(accounts: list[Any]) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.topics import ResolvedTopic, TopicCatalog
 from omm.settings import get_settings
@@ -24,6 +24,13 @@ from pipelines.rules.record_rules import RecordRulesConfig
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComplianceFile(_Strict):
+    """``config/compliance.yaml``."""
+
+    tick_seconds: float = Field(gt=0, le=60)
+    shards: int = Field(gt=0, le=1024)
 
 
 class RulesConfig(_Strict):
@@ -79,3 +86,8 @@ def load_feed_suites(config_dir: Path | None = None) -> dict[str, SuiteConfig]:
 def load_enforcement(config_dir: Path | None = None) -> EnforcementConfig:
     """Deadlines, matching and the working calendar (``enforcement.yaml`` and its files)."""
     return load_enforcement_config(config_path("", config_dir))
+
+
+@lru_cache(maxsize=8)
+def load_compliance(config_dir: Path | None = None) -> ComplianceFile:
+    return ComplianceFile.model_validate(_read_yaml(config_path("compliance.yaml", config_dir)))

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from connectors.beam_io import Clock
 from connectors.connection import KafkaConnection
 from connectors.topics import TopicNames
-from omm.config import load_enforcement, load_feed_suites, load_platforms, load_rules
+from omm.config import (
+    load_compliance,
+    load_enforcement,
+    load_feed_suites,
+    load_platforms,
+    load_rules,
+)
 from omm.settings import Settings, get_settings, pseudonym_key
+from pipelines.comply import ComplyJob
 from pipelines.enforce import EnforceJob
 from pipelines.ingest import IngestJob
+from pipelines.rules.compliance import ComplianceConfig
 
 
 def kafka_connection(bootstrap: str, settings: Settings | None = None) -> KafkaConnection:
@@ -78,4 +87,28 @@ def enforce_job(
         idle_timeout_s=idle_timeout_s,
         in_event_order=in_event_order,
         max_records_per_poll=max_records_per_poll,
+    )
+
+
+def comply_job(
+    bootstrap: str,
+    topics: TopicNames,
+    *,
+    platforms: list[str] | None = None,
+    idle_timeout_s: float | None = None,
+    tick_seconds: float | None = None,
+    config_dir: Path | None = None,
+    settings: Settings | None = None,
+) -> ComplyJob:
+    """The comply job for the tasks of ``platforms`` (default: every registered platform):
+    enforcement's calendar and delisting period, compliance.yaml's clock."""
+    enforcement = load_enforcement(config_dir)
+    clock = load_compliance(config_dir)
+    return ComplyJob(
+        kafka=kafka_connection(bootstrap, settings),
+        topics=topics,
+        platforms=tuple(platforms if platforms is not None else load_platforms(config_dir).ids),
+        config=ComplianceConfig(enforcement.calendar, enforcement.delist_working_days),
+        clock=Clock(every_s=tick_seconds or clock.tick_seconds, shards=clock.shards),
+        idle_timeout_s=idle_timeout_s,
     )

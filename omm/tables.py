@@ -48,6 +48,22 @@ def print_enforce_account(account: Any, console: Console) -> None:
     console.print(account_table)
 
 
+def print_comply_account(account: Any, console: Console) -> None:
+    """Comply's account: in = tracked + untracked + dead letters, and what it published."""
+    counts = ("in", "tracked", "untracked", "dead letters", "statuses", "deadlines", "scorecards")
+    account_table = table(
+        "in", "tracked", "untracked", "dead letters", "balanced",
+        "statuses", "deadlines", "scorecards",
+        counts=counts, title="comply account (in = tracked + untracked + dead letters)",
+    )  # fmt: skip
+    account_table.add_row(
+        *(str(getattr(account, f)) for f in ("read", "tracked", "untracked", "dead")),
+        "[green]yes[/green]" if account.balanced else "[red]NO[/red]",
+        *(str(getattr(account, f)) for f in ("statuses", "deadlines_fired", "scorecards")),
+    )
+    console.print(account_table)
+
+
 def print_accounts(accounts: list[Any], console: Console) -> None:
     """Ingest's account per source topic: in = valid + quarantined + dead letters."""
     account_table = table(

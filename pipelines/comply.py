@@ -1,0 +1,529 @@
+"""Comply: did each platform take the listing down in time? Tasks + evidence -> statuses.
+
+  ReadEvidence -> DecodeEvidence -> TrackCompliance -+-> statuses -> ToStatusRecords -> WriteStatus
+  (+ clock ticks)                  (per shard of     +-> outcomes -> Scorecards -> WriteScorecards
+                                    listings)                        (per platform)
+
+One reader brings the delisting tasks (omm.tasks.<platform>), the listing feed
+(omm.valid.listings), the platforms' takedown notices (omm.valid.takedowns), the
+regulator's decisions on disputes (omm.review.decisions) and the clock
+(``connectors.beam_io.Clock``). Everything about one listing meets in one
+place: its evidence (:class:`pipelines.rules.compliance.ListingEvidence`)
+lives in the shard of its (platform, listing_id), in an ordered-list state
+used as a map, and the shard also keeps an index of the listings' next
+deadlines by time. A clock tick reads the index up to now, so an OVERDUE is
+published within a tick of its deadline even when nothing else arrives, and
+never before it (the rules check the time, not the tick). Statuses are a
+function of the evidence, not of its arrival order: a replay ends the same.
+
+Scorecards are kept per platform from each task's latest outcome and published
+on the clock's ticks (a bounded run ticks once more at its end), so a burst of
+status changes costs one recomputation per tick, not one per change.
+
+Every record read is accounted for: in = tracked + untracked (e.g. REMEDIATION
+tasks, which have no listing; decisions on match reviews, which are enforce's)
++ dead letters. Like enforce, state lives in the runner: on the FnApiRunner
+every run rebuilds it from the earliest offsets and re-publishes identical
+statuses (keyed by task_id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.coders import PickleCoder
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.userstate import (
+    BagStateSpec,
+    OrderedListStateSpec,
+    ReadModifyWriteStateSpec,
+)
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+
+from connectors.beam_io import Clock, ReadFromKafka, WriteToKafka
+from connectors.connection import KafkaConnection
+from connectors.records import ClockTick, KafkaRecord, OutboundMessage
+from connectors.topics import TopicNames
+from pipelines.dead_letters import DeadLetter, ToDeadLetters
+from pipelines.rules.compliance import (
+    ComplianceConfig,
+    Decision,
+    ListingEvidence,
+    Notice,
+    Observation,
+    Scorecard,
+    Status,
+    TaskFact,
+    TaskOutcome,
+    scorecards,
+)
+from schemas.registry import CodecError, SchemaRegistry
+
+STAGE = "comply"
+CONNECTOR = "omm-comply"
+DEAD, OUTCOMES = "dead_letter", "outcomes"
+Evidence = TaskFact | Observation | Notice | Decision
+
+
+@dataclass(frozen=True)
+class ComplyJob:
+    """Everything comply's workers need (the application makes it: ``omm.jobs``)."""
+
+    kafka: KafkaConnection
+    topics: TopicNames
+    platforms: tuple[str, ...]
+    # the calendar and delisting period (config/enforcement.yaml)
+    config: ComplianceConfig
+    # how often the clock ticks, and how many shards keep listings (config/compliance.yaml)
+    clock: Clock
+    idle_timeout_s: float | None = None
+    start: str = "earliest"  # state is rebuilt on this runner (see the module docstring)
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.topics.prefix}omm.comply"
+
+
+class ListingItem(NamedTuple):
+    """One piece of evidence about one listing, routed to the listing's shard."""
+
+    listing: str  # "<platform>|<listing_id>"
+    evidence: Evidence
+
+
+class PlatformTick(NamedTuple):
+    now_ms: int
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def shard_of(listing: str, shards: int) -> int:
+    return _digest(listing) % shards
+
+
+def _slot(listing: str) -> Timestamp:
+    # a listing's place in its shard's ordered list (used as a map): 40 bits of its
+    # digest, within the ordered list's range; equal slots (rare) share the entry list
+    return Timestamp(micros=_digest("slot|" + listing) >> 24)
+
+
+def _ms(value: Any) -> int:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return int(value)
+
+
+# ------------------------------------------------------------------ decode
+
+
+class _DecodeEvidenceFn(beam.DoFn):
+    """Records and ticks -> (shard, evidence or tick); undecodable records to dead letters."""
+
+    def __init__(self, job: ComplyJob):
+        self._topics = job.topics
+        self._shards = job.clock.shards
+        self._entities = {
+            **{job.topics.tasks(p): "task" for p in job.platforms},
+            job.topics.valid("listing"): "listing",
+            job.topics.valid("takedown"): "takedown",
+            job.topics.decisions: "review_decision",
+        }
+
+    def setup(self) -> None:
+        self._registry = SchemaRegistry.load()
+        self._in = Metrics.counter(STAGE, "in")
+        self._tracked = Metrics.counter(STAGE, "tracked")
+        self._untracked = Metrics.counter(STAGE, "untracked")
+        self._dead = Metrics.counter(STAGE, "dead")
+
+    def process(self, element: KafkaRecord | ClockTick) -> Iterator[Any]:
+        if isinstance(element, ClockTick):
+            yield element.shard, element
+            return
+        rec = element
+        self._in.inc()
+        entity = self._entities[rec.topic]
+        try:
+            _, record = self._registry.decode(rec.value or b"", expected_entity=entity)
+        except CodecError as exc:
+            self._dead.inc()
+            yield pvalue.TaggedOutput(
+                DEAD, DeadLetter(rec, "DECODE", type(exc).__name__, exc.reason, None, entity)
+            )
+            return
+        item = _evidence(entity, record, rec)
+        if item is None:
+            self._untracked.inc()
+            return
+        self._tracked.inc()
+        yield shard_of(item.listing, self._shards), item
+
+
+def _evidence(entity: str, r: dict[str, Any], rec: KafkaRecord) -> ListingItem | None:
+    """The evidence a record is, or None when comply does not track it."""
+    if entity == "task":
+        if r["kind"] != "DELIST" or not r.get("listing_id"):
+            return None  # remediation has no listing to watch: see the module docstring
+        withdrawn = r["state"] == "WITHDRAWN"
+        fact = TaskFact(
+            task_id=r["task_id"],
+            platform=r["platform"],
+            listing_id=r["listing_id"],
+            issued_ms=_ms(r["issued_at"]),
+            deadline_ms=_ms(r["deadline_at"]),
+            ref=rec.position,
+            # the withdrawal record's own time: the same on every replay
+            withdrawn_ms=rec.timestamp_ms if withdrawn else None,
+            withdrawn_ref=rec.position if withdrawn else None,
+            withdrawn_reason=r["reason"] if withdrawn else None,
+        )
+        return ListingItem(f"{r['platform']}|{r['listing_id']}", fact)
+    if entity == "listing":
+        obs = Observation(_ms(r["observed_at"]), r["status"] == "ACTIVE", rec.position)
+        return ListingItem(f"{r['platform']}|{r['listing_id']}", obs)
+    if entity == "takedown":
+        notice = Notice(
+            notice_id=r["notice_id"],
+            at_ms=_ms(r["acted_at"]),
+            action=r["action"],
+            task_id=r.get("task_id"),
+            reason=r["reason"],
+            ref=rec.position,
+        )
+        return ListingItem(f"{r['platform']}|{r['listing_id']}", notice)
+    # review_decision: disputes are comply's; match reviews are enforce's
+    if r["decision"] not in ("UPHOLD", "WITHDRAW") or not r.get("task_id"):
+        return None
+    decision = Decision(
+        task_id=r["task_id"],
+        at_ms=_ms(r["decided_at"]),
+        outcome="UPHOLD" if r["decision"] == "UPHOLD" else "WITHDRAW",
+        decided_by=r["decided_by"],
+        reason=r["reason"],
+        ref=rec.position,
+    )
+    return ListingItem(f"{r['platform']}|{r['listing_id']}", decision)
+
+
+# ------------------------------------------------------------------ track
+
+
+class _TrackComplianceFn(beam.DoFn):
+    """Per shard: each listing's evidence, and the index of their next deadlines."""
+
+    LISTINGS = OrderedListStateSpec("listings", PickleCoder())
+    DEADLINES = OrderedListStateSpec("deadlines", PickleCoder())
+
+    def __init__(self, job: ComplyJob):
+        self._cfg = job.config
+        self._shards = job.clock.shards
+        self._platforms = job.platforms
+
+    def setup(self) -> None:
+        self._statuses = Metrics.counter(STAGE, "statuses")
+        self._overdue = Metrics.counter(STAGE, "deadlines_fired")
+
+    def process(
+        self,
+        element: tuple[int, ListingItem | ClockTick],
+        listings: Any = beam.DoFn.StateParam(LISTINGS),
+        deadlines: Any = beam.DoFn.StateParam(DEADLINES),
+    ) -> Iterator[Any]:
+        shard, item = element
+        if isinstance(item, ClockTick):
+            yield from self._tick(shard, item.now_ms, listings, deadlines)
+            return
+        slot = _slot(item.listing)
+        entries = self._read(listings, slot)
+        ev, scheduled = entries.get(item.listing, (ListingEvidence(), None))
+        _add(ev, item.evidence)
+        yield from self._publish(ev)
+        entries[item.listing] = (ev, self._schedule(item.listing, ev, scheduled, deadlines))
+        self._write(listings, slot, entries)
+
+    def _tick(self, shard: int, now_ms: int, listings: Any, deadlines: Any) -> Iterator[Any]:
+        # the clock reaches every platform's scorecard through the shards
+        for platform in self._platforms:
+            if shard_of(platform, self._shards) == shard:
+                yield pvalue.TaggedOutput(OUTCOMES, (platform, PlatformTick(now_ms)))
+        upto = Timestamp(micros=(now_ms + 1) * 1000)
+        due = {listing for _, listing in deadlines.read_range(MIN_TIMESTAMP, upto)}
+        if not due:
+            return
+        deadlines.clear_range(MIN_TIMESTAMP, upto)
+        for listing in sorted(due):
+            slot = _slot(listing)
+            entries = self._read(listings, slot)
+            if listing not in entries:
+                continue
+            ev, _ = entries[listing]
+            ev.advance_clock(now_ms)
+            self._overdue.inc()
+            yield from self._publish(ev)
+            entries[listing] = (ev, self._schedule(listing, ev, None, deadlines))
+            self._write(listings, slot, entries)
+
+    def _publish(self, ev: ListingEvidence) -> Iterator[Any]:
+        for status in ev.changes(self._cfg):
+            self._statuses.inc()
+            yield status
+            yield pvalue.TaggedOutput(
+                OUTCOMES, (status.platform, TaskOutcome.of(status, self._cfg.calendar))
+            )
+
+    def _schedule(
+        self, listing: str, ev: ListingEvidence, scheduled: int | None, deadlines: Any
+    ) -> int | None:
+        """Put the listing's next deadline in the index, unless it is there already."""
+        nxt = ev.next_deadline(self._cfg)
+        if nxt is not None and nxt != scheduled:
+            deadlines.add((Timestamp(micros=nxt * 1000), listing))
+        return nxt
+
+    @staticmethod
+    def _read(listings: Any, slot: Timestamp) -> dict[str, tuple[ListingEvidence, int | None]]:
+        upto = Timestamp(micros=slot.micros + 1)
+        return {listing: value for _, (listing, value) in listings.read_range(slot, upto)}
+
+    @staticmethod
+    def _write(
+        listings: Any, slot: Timestamp, entries: dict[str, tuple[ListingEvidence, int | None]]
+    ) -> None:
+        listings.clear_range(slot, Timestamp(micros=slot.micros + 1))
+        for listing, value in entries.items():
+            listings.add((slot, (listing, value)))
+
+
+def _add(ev: ListingEvidence, item: Evidence) -> None:
+    if isinstance(item, TaskFact):
+        ev.add_task(item)
+    elif isinstance(item, Observation):
+        ev.add_observation(item)
+    elif isinstance(item, Notice):
+        ev.add_notice(item)
+    else:
+        ev.add_decision(item)
+
+
+class TrackCompliance(beam.PTransform):
+    """(shard, evidence | tick) -> Status (main) | (platform, TaskOutcome | PlatformTick)."""
+
+    def __init__(self, job: ComplyJob):
+        super().__init__()
+        self._job = job
+
+    def expand(self, keyed: beam.PCollection) -> pvalue.DoOutputsTuple:
+        return keyed | "TrackPerShard" >> beam.ParDo(
+            _TrackComplianceFn(self._job)
+        ).with_input_types(tuple[int, Any]).with_outputs(OUTCOMES, main="statuses")
+
+
+# ------------------------------------------------------------------ scorecards
+
+
+class _ScorecardsFn(beam.DoFn):
+    """Per platform: every task's latest outcome; the scorecards that changed, on each tick."""
+
+    OUTCOMES = ReadModifyWriteStateSpec("outcomes", PickleCoder())
+    PENDING = BagStateSpec("pending", PickleCoder())
+    PUBLISHED = ReadModifyWriteStateSpec("published", PickleCoder())
+
+    def __init__(self, topics: TopicNames, timezone: str):
+        self._topics = topics
+        self._timezone = timezone
+
+    def setup(self) -> None:
+        self._registry = SchemaRegistry.load()
+        self._published = Metrics.counter(STAGE, "scorecards")
+
+    def process(
+        self,
+        element: tuple[str, TaskOutcome | PlatformTick],
+        outcomes: Any = beam.DoFn.StateParam(OUTCOMES),
+        pending: Any = beam.DoFn.StateParam(PENDING),
+        published: Any = beam.DoFn.StateParam(PUBLISHED),
+    ) -> Iterator[OutboundMessage]:
+        platform, item = element
+        if isinstance(item, TaskOutcome):
+            pending.add(item)  # cheap: the fold waits for the tick
+            return
+        news = list(pending.read())
+        if not news:
+            return
+        pending.clear()
+        known: dict[str, TaskOutcome] = outcomes.read() or {}
+        for outcome in news:
+            known[outcome.task_id] = outcome
+        outcomes.write(known)
+        sent: dict[str, Scorecard] = published.read() or {}
+        computed_at = datetime.fromtimestamp(item.now_ms / 1000, UTC)
+        for card in scorecards(known, platform):
+            if sent.get(card.key) == card:
+                continue
+            sent[card.key] = card
+            self._published.inc()
+            yield OutboundMessage(
+                topic=self._topics.scorecards,
+                key=card.key.encode("utf-8"),
+                value=self._registry.encode(
+                    "scorecard", scorecard_record(card, computed_at, self._timezone)
+                ),
+            )
+        published.write(sent)
+
+
+def scorecard_record(card: Scorecard, computed_at: datetime, timezone: str) -> dict[str, Any]:
+    """The Avro record (scorecard v2) of a scorecard; periods are days of the calendar."""
+    zone = ZoneInfo(timezone)
+    start = datetime.combine(card.first_day, time(0), tzinfo=zone)
+    end = datetime.combine(card.last_day + timedelta(days=1), time(0), tzinfo=zone)
+    return {
+        "platform": card.platform,
+        "period_start": start.astimezone(UTC),
+        "period_end": end.astimezone(UTC),
+        "tasks_issued": card.issued,
+        "completed_on_time": card.on_time,
+        "completed_late": card.late,
+        "overdue": card.overdue,
+        "relisted": card.relisted,
+        "relisted_removed": card.relisted_removed,
+        "median_hours_to_takedown": card.median_hours,
+        "p90_hours_to_takedown": card.p90_hours,
+        "kpi1_removed_within_deadline": card.kpi1,
+        "kpi2_relistings_removed": card.kpi2,
+        "computed_at": computed_at,
+        "period": card.period,
+        "disputed": card.disputed,
+        "withdrawn": card.withdrawn,
+        "median_working_hours_to_takedown": card.median_working_hours,
+        "p90_working_hours_to_takedown": card.p90_working_hours,
+    }
+
+
+def status_record(s: Status) -> dict[str, Any]:
+    """The Avro record (compliance_status v2) of a status."""
+
+    def at(ms: int | None) -> datetime | None:
+        return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+    return {
+        "task_id": s.task_id,
+        "platform": s.platform,
+        "listing_id": s.listing_id,
+        "status": s.status,
+        "deadline_at": at(s.deadline_ms),
+        "changed_at": at(s.evidence_ms),
+        "evidence_kind": s.evidence_kind,
+        "evidence_ref": s.evidence_ref,
+        "evidence_at": at(s.evidence_ms),
+        "issued_at": at(s.issued_ms),
+        "completed_at": at(s.completed_ms),
+        "hours_to_takedown": s.hours_to_takedown,
+        "working_hours_to_takedown": s.working_hours_to_takedown,
+        "relisted_at": at(s.relisted_ms),
+        "relisted_removed": s.relisted_removed,
+        "first_outcome": s.first_outcome,
+        "note": s.note,
+    }
+
+
+class _StatusMessageFn(beam.DoFn):
+    def __init__(self, topics: TopicNames):
+        self._topic = topics.compliance_status
+
+    def setup(self) -> None:
+        self._registry = SchemaRegistry.load()
+
+    def process(self, status: Status) -> Iterator[OutboundMessage]:
+        yield OutboundMessage(
+            topic=self._topic,
+            key=status.task_id.encode("utf-8"),
+            value=self._registry.encode("compliance_status", status_record(status)),
+        )
+
+
+# ------------------------------------------------------------------ the pipeline
+
+
+class Comply(beam.PTransform):
+    def __init__(self, job: ComplyJob):
+        super().__init__()
+        self._job = job
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        job = self._job
+        topics = job.topics
+        records = pbegin | "ReadEvidence" >> ReadFromKafka(
+            job.kafka,
+            [topics.tasks(p) for p in job.platforms]
+            + [topics.valid("listing"), topics.valid("takedown"), topics.decisions],
+            group_id=job.group_id,
+            start=job.start,
+            idle_timeout_s=job.idle_timeout_s,
+            clock=job.clock,
+        )
+        decoded = records | "DecodeEvidence" >> beam.ParDo(_DecodeEvidenceFn(job)).with_outputs(
+            DEAD, main="evidence"
+        )
+        tracked = decoded["evidence"] | "TrackCompliance" >> TrackCompliance(job)
+        statuses = tracked["statuses"] | "ToStatusRecords" >> beam.ParDo(_StatusMessageFn(topics))
+        cards = tracked[OUTCOMES] | "Scorecards" >> beam.ParDo(
+            _ScorecardsFn(topics, job.config.calendar.timezone)
+        ).with_input_types(tuple[str, Any])
+        dead = decoded[DEAD] | "ToDeadLetters" >> ToDeadLetters(topics, CONNECTOR)
+        # writers sharing one sink rather than a Flatten (see connectors/sink.py)
+        sink = f"comply-{uuid.uuid4().hex}"
+        statuses | "WriteStatus" >> WriteToKafka(job.kafka, sink=sink)
+        cards | "WriteScorecards" >> WriteToKafka(job.kafka, sink=sink)
+        return dead | "WriteDeadLetters" >> WriteToKafka(job.kafka, sink=sink)
+
+
+@dataclass(frozen=True)
+class ComplyAccount:
+    read: int
+    tracked: int
+    untracked: int
+    dead: int
+    statuses: int
+    deadlines_fired: int
+    scorecards: int
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.tracked + self.untracked + self.dead
+
+
+def account_from_metrics(result: Any) -> ComplyAccount:
+    counts: dict[str, int] = {}
+    for counter in result.metrics().query()["counters"]:
+        if counter.key.metric.namespace == STAGE:
+            name = counter.key.metric.name
+            counts[name] = counts.get(name, 0) + (counter.committed or counter.attempted or 0)
+    return ComplyAccount(
+        read=counts.get("in", 0),
+        tracked=counts.get("tracked", 0),
+        untracked=counts.get("untracked", 0),
+        dead=counts.get("dead", 0),
+        statuses=counts.get("statuses", 0),
+        deadlines_fired=counts.get("deadlines_fired", 0),
+        scorecards=counts.get("scorecards", 0),
+    )
+
+
+def run_comply(job: ComplyJob, pipeline_args: list[str]) -> ComplyAccount:
+    pipeline = beam.Pipeline(options=PipelineOptions(pipeline_args))
+    _ = pipeline | "Comply" >> Comply(job)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return account_from_metrics(result)
