@@ -95,13 +95,17 @@ class Clock:
 # FnApiRunner, or Prism with the LOOPBACK environment); on a multi-worker runner
 # run streaming instead.
 _IDLE_SINCE: dict[tuple[str, str, int], float] = {}
-# Partitions whose last turn was skipped because their bundle's time was up. The
-# runner hands deferred partitions back in the same order, so without this the
+# Turns, in rounds: each partition of a read gets one turn per round, and a
+# partition that had its turn gives way while others of the round still wait.
+# The runner hands deferred partitions back in the same order every bundle, and a
+# bundle ends when its time or records are spent, so without rounds the
 # partitions at the end of that order never got a turn once the ones before them
-# filled the bundle's time (a hundred idle partitions polling 20 ms each do):
-# their records were never read and a bounded read never ended. A partition is
-# now skipped at most once in a row.
-_SKIPPED: set[tuple[str, str, int]] = set()
+# filled the bundle (a hundred idle partitions polling 20 ms each do): their
+# records were never read and a bounded read never ended (make demo, step 6a).
+# A bundle's bounds stay as they are: they bound what a crash replays.
+_ROUND: dict[str, int] = {}  # read id -> current round
+_TURN: dict[tuple[str, str, int], int] = {}  # partition -> round of its last turn
+_ENDED: set[tuple[str, str, int]] = set()  # partitions whose restriction has ended
 _IDLE_LOCK = threading.Lock()
 
 
@@ -206,27 +210,17 @@ class _ReadPartitionFn(beam.DoFn):
         if delivery.stop_requested():
             # Claiming the last position ends this partition's restriction.
             tracker.try_claim(_END - 1)
+            self._ended(seed)
             return
         if seed.topic == CLOCK:
             yield from self._tick(seed.partition, start, tracker, watermark)
             return
         idle_key = (self._read_id, seed.topic, seed.partition)
         budget = self._bundle_budget(time.monotonic())
-        if budget == 0:
-            with _IDLE_LOCK:
-                skipped_before = idle_key in _SKIPPED
-                _SKIPPED.add(idle_key)
-            if not skipped_before:
-                # untouched, for the next bundle: this one ends and gets committed
-                tracker.defer_remainder()
-                return
-            # skipped last time too: its turn now, however long this bundle has run
-            budget = self._policy.commit_every_records
-            turn_started: float | None = time.monotonic()
-        else:
-            turn_started = None
-        with _IDLE_LOCK:
-            _SKIPPED.discard(idle_key)
+        if budget == 0 or not self._my_turn(idle_key):
+            # untouched, for a later bundle: this one ends and gets committed
+            tracker.defer_remainder()
+            return
         records = self._fetcher.take(
             seed.topic, seed.partition, start, min(self._max_records, budget), self._poll_timeout_ms
         )
@@ -236,8 +230,7 @@ class _ReadPartitionFn(beam.DoFn):
                 _IDLE_SINCE.pop(idle_key, None)
             self._outage.ok()
             newest = records[0].timestamp
-            # a turn given to a skipped partition gets a slice of its own
-            deadline = (turn_started or self._bundle_started or now) + self._policy.commit_every_s
+            deadline = (self._bundle_started or now) + self._policy.commit_every_s
             claimed = 0
             for i, rec in enumerate(records):
                 if i and time.monotonic() >= deadline:
@@ -291,8 +284,30 @@ class _ReadPartitionFn(beam.DoFn):
             ) and self._fetcher.caught_up(seed.topic, seed.partition, start):
                 # Claiming the last position ends this partition's restriction.
                 tracker.try_claim(_END - 1)
+                self._ended(seed)
                 return
         tracker.defer_remainder(Duration(seconds=0.05))
+
+    def _my_turn(self, key: tuple[str, str, int]) -> bool:
+        """Whether this partition may read now: not if it had its turn this round while
+        another partition of the read still waits for its own. Records it as served."""
+        with _IDLE_LOCK:
+            current = _ROUND.get(self._read_id, 0)
+            if _TURN.get(key, -1) >= current:
+                waiting = any(
+                    _TURN.get(other, -1) < current
+                    for other in ((self._read_id, t, p) for t, p in self._partitions)
+                    if other not in _ENDED
+                )
+                if waiting:
+                    return False
+                current = _ROUND[self._read_id] = current + 1
+            _TURN[key] = current
+            return True
+
+    def _ended(self, seed: PartitionSeed) -> None:
+        with _IDLE_LOCK:
+            _ENDED.add((self._read_id, seed.topic, seed.partition))
 
     def _tick(self, shard: int, start: int, tracker: Any, watermark: Any) -> Iterator[Any]:
         """A clock restriction's turn: a tick when one is due, the end with the read's."""
