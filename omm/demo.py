@@ -14,7 +14,11 @@
    sent to review, a listing removed before the result left alone;
 6. afterwards a platform re-lists the product under a new id and the
    regulator overturns a result: enforce catches the re-listing and withdraws;
-7. what the platforms are told about their rejected records.
+7. what the platforms are told about their rejected records;
+8. a spring campaign modelled on 2016's (503 batches, 172 FAIL): each platform
+   acts on its tasks in its own way (prompt, slow, contradicted by its own feed,
+   re-listing, disputing), the deadline crosses Labour Day, comply tracks every
+   task to its outcome and the scorecards say who complied.
 
 Each run works in a private topic namespace (``demo<time>-<random>.``) and deletes
 it at the end, whether the story finished, failed or was interrupted; ``--keep``
@@ -41,6 +45,7 @@ from connectors.probe import Cluster, probe
 from connectors.push import push_records
 from connectors.tail import tail_records
 from connectors.topics import TopicNames
+from omm.campaign import CST
 from omm.config import load_platforms, load_rules, resolved_topics
 from omm.generate import CATALOG, GARBAGE, FeedGenerator, Record, broken_listings
 from omm.settings import get_settings
@@ -201,14 +206,20 @@ class Demo:
         for rule, n in sorted(bad.items()):
             self.console.print(f"  {n}× {rule}")
 
-    def ingest(self, title: str) -> None:
+    def ingest(self, title: str, feed_health: bool = True) -> None:
         from omm.beam_runtime import pipeline_args_with_defaults
         from omm.jobs import ingest_job
         from omm.tables import print_accounts
         from pipelines.ingest import run_ingest
 
         self.console.rule(f"[b]{title}")
-        job = ingest_job(self.bootstrap, self.topics, idle_timeout_s=IDLE_S, settings=self.settings)
+        job = ingest_job(
+            self.bootstrap,
+            self.topics,
+            idle_timeout_s=IDLE_S,
+            feed_health=feed_health,
+            settings=self.settings,
+        )
         with self.console.status(
             f"ingest running (stops after {IDLE_S:.0f}s without new records)…"
         ):
@@ -219,7 +230,8 @@ class Demo:
         self.console.print(f"ingest read {read} records in {time.monotonic() - started:.1f}s")
         if not all(a.balanced for a in accounts):
             raise SystemExit("conservation account does not balance")
-        self.show_feed_health()
+        if feed_health:
+            self.show_feed_health()
 
     def show_feed_health(self) -> None:
         from pipelines.feed_health.results import FeedHealth
@@ -344,6 +356,150 @@ class Demo:
         unchanged = len(after) - len(new) - len(changed)
         self.console.print(f"{unchanged} earlier tasks re-derived with identical ids and content")
 
+    def spring_campaign(self) -> None:
+        """Chapter 8: a campaign's tasks, the platforms' responses, and their scorecards."""
+        from omm.campaign import BEHAVIOURS, PUBLISHED, behaviour_evidence, campaign
+
+        self.console.rule("[b]8. The spring campaign: did the platforms comply?")
+        spring = campaign(self.platforms.ids)
+        counts = spring.counts
+        listed = sum(len(v) for v in spring.listings.values())
+        self.console.print(
+            f"{len(spring.results)} sampled batches published on "
+            f"{PUBLISHED.astimezone(CST):%a %d %B %Y %H:%M} (Beijing): {counts['FAIL']} FAIL of "
+            f"{counts['FAIL'] + counts['PASS']} judged on quality, {counts['THREE_NO']} THREE_NO, "
+            f"{counts['COUNTERFEIT']} COUNTERFEIT; {listed} listings on "
+            f"{len(spring.listings)} platforms. Delisting takes 2 working days: Labour Day "
+            "(1-5 May) moves the deadline to the end of Wednesday 6 May."
+        )
+        with self.console.status("the platforms push their listings, the regulator publishes…"):
+            for platform, records in spring.listings.items():
+                self.push("listings", platform, records)
+            self.push("inspections", None, spring.results)
+        # a replay of spring's records: feed health judges live feeds (their freshness)
+        self.ingest("8a. Ingest the campaign (a replay, so no feed-health batches)", False)
+        tasks = self.enforce("8b. Enforce: a task for every live listing of a failed product")
+        delist = [
+            t
+            for t in tasks.values()
+            if t["kind"] == "DELIST"
+            and t["state"] == "ISSUED"
+            and str(t["inspection_id"]).startswith("SAMR-2026-S")
+        ]
+        self.console.print(f"{len(delist)} delisting tasks of the campaign, one per listing")
+        listings = {r["listing_id"]: r for rs in spring.listings.values() for r in rs}
+        evidence = behaviour_evidence(delist, listings)
+        cast = table("platform", "how it acts on its tasks", title="the platforms")
+        for platform in self.platforms.ids:
+            cast.add_row(platform, BEHAVIOURS.get(platform, "prompt"))
+        self.console.print(cast)
+        with self.console.status("the platforms send notices; their listing feeds move on…"):
+            for platform, notices in evidence.notices.items():
+                self.push("takedowns", platform, notices)
+            for platform, observations in evidence.observations.items():
+                self.push("listings", platform, observations)
+        self.ingest("8c. Ingest the platforms' responses", False)
+        self.comply("8d. Comply: every task tracked to its outcome")
+        self.console.print(
+            f"the regulator decides {len(evidence.decisions)} disputes (vip): upholds "
+            f"{sum(1 for _, d in evidence.decisions if d == 'UPHOLD')}, withdraws the rest; "
+            "vip then removes the upheld listings"
+        )
+        self.publish_decisions(evidence.decisions)
+        for platform, observations in evidence.after_decisions.items():
+            self.push("listings", platform, observations)
+        self.ingest("8e. Ingest after the decisions", False)
+        self.comply("8f. Comply again (state rebuilt from the topics, same statuses)")
+        self.show_scorecards(PUBLISHED.astimezone(CST).date().isoformat())
+
+    def comply(self, title: str) -> None:
+        from omm.beam_runtime import pipeline_args_with_defaults
+        from omm.jobs import comply_job
+        from omm.tables import print_comply_account
+        from pipelines.comply import run_comply
+
+        self.console.rule(f"[b]{title}")
+        job = comply_job(
+            self.bootstrap,
+            self.topics,
+            idle_timeout_s=IDLE_S,
+            tick_seconds=1.0,
+            settings=self.settings,
+        )
+        with self.console.status("comply running: tasks, notices, the listing feed, the clock…"):
+            account = run_comply(job, pipeline_args_with_defaults(None, streaming=False))
+        print_comply_account(account, self.console)
+        if not account.balanced:
+            raise SystemExit("comply account does not balance")
+
+    def publish_decisions(self, decisions: list[tuple[dict[str, Any], str]]) -> None:
+        from omm.campaign import decision_record
+
+        producer = kafka_client.producer(self.bootstrap)
+        try:
+            for n, (task, decision) in enumerate(decisions):
+                record = decision_record(task, decision, n)
+                producer.send(
+                    self.topics.decisions,
+                    key=str(task["task_id"]).encode(),
+                    value=self.registry.encode("review_decision", record),
+                )
+            producer.flush()
+        finally:
+            producer.close()
+
+    def show_scorecards(self, day: str) -> None:
+        latest: dict[str, dict[str, Any]] = {}
+        for line in tail_records(self.bootstrap, self.topics.scorecards, timeout_s=1):
+            latest[line["key"]] = line["value"]
+        statuses: dict[str, dict[str, Any]] = {}
+        for line in tail_records(self.bootstrap, self.topics.compliance_status, timeout_s=1):
+            statuses[line["key"]] = line["value"]
+        cards = table(
+            "platform", "tasks", "on time", "late", "overdue", "relisted", "KPI1", "KPI2",
+            counts=("tasks", "on time", "late", "overdue", "relisted", "KPI1", "KPI2"),
+            title=f"scorecards: tasks issued on {day}",
+        )  # fmt: skip
+
+        def pct(x: float | None) -> str:
+            return "-" if x is None else f"{100 * x:.0f}%"
+
+        medians, withdrawn = [], []
+        for platform in self.platforms.ids:
+            c = latest.get(f"{platform}|DAY|{day}")
+            if c is None:
+                continue
+            cards.add_row(
+                platform,
+                *(str(c[f]) for f in ("tasks_issued", "completed_on_time", "completed_late",
+                                      "overdue")),
+                f"{c['relisted']} ({c['relisted_removed']})" if c["relisted"] else "0",
+                pct(c["kpi1_removed_within_deadline"]),
+                pct(c["kpi2_relistings_removed"]),
+            )  # fmt: skip
+            if c["median_hours_to_takedown"] is not None:
+                medians.append(f"{platform} {c['median_hours_to_takedown']:.0f}")
+            if c["withdrawn"]:
+                withdrawn.append(f"{platform} {c['withdrawn']}")
+        self.console.print(cards)
+        self.console.print(
+            "relisted (caught again); KPI1: removed by the deadline, of the tasks decided; "
+            "KPI2: re-listings removed again"
+        )
+        self.console.print("median hours to takedown: " + ", ".join(medians))
+        if withdrawn:
+            self.console.print("withdrawn after a dispute: " + ", ".join(withdrawn))
+        for what, pick in (
+            ("contradicted", lambda s: (s.get("note") or "").startswith("notice ")),
+            ("relisted", lambda s: s.get("relisted_at") is not None),
+        ):
+            example = next((s for s in statuses.values() if pick(s)), None)
+            if example is not None:
+                self.console.print(
+                    f"[b]{what}[/b], e.g. {example['task_id']} {example['platform']} "
+                    f"{example['listing_id']}: {example['status']} — {example['note']}"
+                )
+
     def show_feedback(self) -> None:
         self.console.rule("[b]7. What the platforms are told (omm.feedback.<platform>)")
         for platform in ("taobao", "tmall", "vip"):
@@ -464,5 +620,6 @@ def run_demo(
         demo.show_tasks(tasks)
         demo.aftermath(tasks)
         demo.show_feedback()
+        demo.spring_campaign()
     finally:
         demo.clean_up()

@@ -253,10 +253,11 @@ class _TrackComplianceFn(beam.DoFn):
         self._write(listings, slot, entries)
 
     def _tick(self, shard: int, now_ms: int, listings: Any, deadlines: Any) -> Iterator[Any]:
-        # the clock reaches every platform's scorecard through the shards
+        # Every shard's tick reaches every platform's scorecard: a platform's outcomes come
+        # from every shard, and a runner that processes a stage key by key (a batch run)
+        # must still see a tick after the last of them, the shard's own last tick.
         for platform in self._platforms:
-            if shard_of(platform, self._shards) == shard:
-                yield pvalue.TaggedOutput(OUTCOMES, (platform, PlatformTick(now_ms)))
+            yield pvalue.TaggedOutput(OUTCOMES, (platform, PlatformTick(now_ms)))
         upto = Timestamp(micros=(now_ms + 1) * 1000)
         due = {listing for _, listing in deadlines.read_range(MIN_TIMESTAMP, upto)}
         if not due:

@@ -150,6 +150,11 @@ class ListingEvidence:
 
     def add_task(self, task: TaskFact) -> None:
         known = self.tasks.get(task.task_id)
+        if known is not None and known.issued_ms < task.issued_ms:
+            # Enforce re-issues a task when its listing comes back on sale (same id, later
+            # issue): the task dates from its first issue, and the re-listing is read
+            # from the listing feed, with its own deadline (RELISTED).
+            task = task._replace(issued_ms=known.issued_ms, deadline_ms=known.deadline_ms)
         if task.withdrawn_ms is None:
             # a replayed ISSUED record must not undo a withdrawal
             self.tasks[task.task_id] = (

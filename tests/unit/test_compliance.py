@@ -205,6 +205,19 @@ def test_a_withdrawn_task_stays_withdrawn_when_its_issue_is_replayed() -> None:
     assert (s.status, s.note) == (c.WITHDRAWN, "r")
 
 
+def test_a_task_re_issued_at_a_relisting_keeps_its_first_issue() -> None:
+    relisted_at = ms(2026, 3, 6, 10)
+    again = task()._replace(issued_ms=relisted_at, deadline_ms=CFG.deadline_after(relisted_at))
+    for order in ([task(), again], [again, task()]):
+        ev = evidence(*order, seen(ms(2026, 3, 3, 9), active=False), seen(relisted_at, True))
+        s = c.task_status(ev.tasks["t-1"], ev, CFG)
+        assert (s.status, s.issued_ms, s.first_outcome) == (
+            c.RELISTED,
+            ISSUED_AT,
+            c.COMPLETED_ON_TIME,
+        )
+
+
 def test_a_task_sent_twice_is_one_task() -> None:
     ev = evidence(task(), task(), notice(ms(2026, 3, 3, 9)))
     assert len(ev.changes(CFG)) == 1
