@@ -12,6 +12,7 @@ import argparse
 
 from rich.console import Console
 
+from omm.bench.comply import bench_comply
 from omm.bench.enforce import bench_enforce
 from omm.bench.ingest import bench_ingest
 from omm.bench.limits import start_broker
@@ -28,7 +29,13 @@ def main() -> None:
         help="live listings in enforce state for the latency runs",
     )
     parser.add_argument("--results", type=int, default=50, help="FAIL results timed per run")
-    parser.add_argument("--only", choices=["ingest", "enforce"], default=None)
+    parser.add_argument(
+        "--open-tasks", type=int, default=100_000, help="open tasks in comply state"
+    )
+    parser.add_argument(
+        "--deciding", type=int, default=30, help="deciding events of each kind timed by comply"
+    )
+    parser.add_argument("--only", choices=["ingest", "enforce", "comply"], default=None)
     args = parser.parse_args()
     console = Console()
     bootstrap = start_broker(console)
@@ -37,6 +44,8 @@ def main() -> None:
     if args.only in (None, "enforce"):
         for n in args.live_listings:
             bench_enforce(bootstrap, n, args.results, console)
+    if args.only in (None, "comply"):
+        bench_comply(bootstrap, args.open_tasks, args.deciding, console)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,255 @@
+"""Comply's benchmark: throughput beside the raw limit, and how soon a status follows its evidence.
+
+Throughput: N delisting tasks and a takedown notice for each, read by a bounded
+comply run, timed from its start to the broker timestamp of its last status.
+The raw limit is plain kafka-python over the same records (consume, decode,
+encode, produce). Latency: a streaming comply run holding the N tasks open in
+its state; then, one at a time, a deciding event and the wait for the status it
+decides: a notice (COMPLETED_ON_TIME), a REMOVED observation in the listing feed
+(COMPLETED_ON_TIME), and a deadline passing with nothing else arriving
+(OVERDUE, timed from the deadline).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kafka import TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from connectors import kafka_client
+from connectors.topics import TopicNames
+from omm.beam_runtime import pipeline_args_with_defaults
+from omm.bench.limits import MACHINE, Rate, last_timestamp_ms, rate_table, raw_limit
+from omm.config import resolved_topics
+from omm.generate import FeedGenerator
+from omm.jobs import comply_job
+from pipelines.comply import run_comply
+from schemas.registry import SchemaRegistry
+
+PLATFORM = "tmall"
+
+
+class ComplyBench:
+    def __init__(self, bootstrap: str, n: int, console: Console) -> None:
+        self.bootstrap = bootstrap
+        self.n = n
+        self.console = console
+        self.registry = SchemaRegistry.load()
+        self.gen = FeedGenerator(seed=11)
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def namespace(self, tag: str) -> TopicNames:
+        topics = TopicNames(prefix=f"bench{int(time.time())}{tag}.")
+        kafka_client.create_topics(
+            self.bootstrap, resolved_topics(only_platforms=[PLATFORM]), prefix=topics.prefix
+        )
+        return topics
+
+    def task(self, i: int, deadline: datetime) -> dict[str, Any]:
+        return {
+            "task_id": f"bench-task-{i:08d}",
+            "kind": "DELIST",
+            "platform": PLATFORM,
+            "seller_id": f"{PLATFORM}-s{i % 500:03d}",
+            "listing_id": f"{PLATFORM}-B{i:09d}",
+            "inspection_id": f"BENCH-{i // 10:07d}",
+            "product_key": f"brand{i % 97}|Q{i // 10:07d}",
+            "brand": f"Brand{i % 97}",
+            "model": f"Q{i // 10:07d}",
+            "manufacturer": None,
+            "verdict": "FAIL",
+            "match_method": "BRAND_MODEL",
+            "match_confidence": 0.95,
+            "legal_basis": "bench",
+            "reason": "bench",
+            "state": "ISSUED",
+            "deadline_at": deadline,
+            "issued_at": self.now - timedelta(hours=1),
+            "evidence_ref": "bench/0/0",
+        }
+
+    def notice(self, i: int) -> dict[str, Any]:
+        return {
+            "notice_id": f"bench-notice-{i:08d}",
+            "platform": PLATFORM,
+            "listing_id": f"{PLATFORM}-B{i:09d}",
+            "task_id": f"bench-task-{i:08d}",
+            "action": "REMOVED",
+            "reason": "bench",
+            "acted_at": self.now - timedelta(minutes=30),
+        }
+
+    def produce(self, topic: str, entity: str, records: Any, key: str) -> None:
+        producer = kafka_client.producer(self.bootstrap)
+        for r in records:
+            producer.send(topic, key=str(r[key]).encode(), value=self.registry.encode(entity, r))
+        producer.flush()
+        producer.close()
+
+    def run(self, deciding: int) -> None:
+        self.console.rule(f"[b]comply with {self.n:,} open tasks")
+        far = self.now + timedelta(days=30)
+        topics = self.namespace("c")
+        with self.console.status(f"producing {self.n:,} tasks and as many notices…"):
+            self.produce(
+                topics.tasks(PLATFORM),
+                "task",
+                (self.task(i, far) for i in range(self.n)),
+                "task_id",
+            )
+            self.produce(
+                topics.valid("takedown"),
+                "takedown",
+                (self.notice(i) for i in range(self.n)),
+                "notice_id",
+            )
+        with self.console.status("raw limit…"):
+            kafka_client.create_topics(
+                self.bootstrap,
+                [t for t in resolved_topics() if t.name == "omm.valid.takedowns"],
+                prefix=topics.prefix + "raw.",
+            )
+            raw = raw_limit(
+                self.bootstrap,
+                topics.valid("takedown"),
+                topics.prefix + "raw.omm.valid.takedowns",
+                self.n,
+                self.registry,
+            )
+        with self.console.status("bounded comply run (throughput)…"):
+            started = time.time()
+            account = run_comply(
+                comply_job(self.bootstrap, topics, platforms=[PLATFORM], idle_timeout_s=3.0),
+                pipeline_args_with_defaults(None, streaming=False),
+            )
+            last = last_timestamp_ms(self.bootstrap, topics.compliance_status, 2 * self.n) / 1000
+        if account.read != 2 * self.n or not account.balanced:
+            raise SystemExit(f"comply read {account.read} of {2 * self.n}: {account}")
+        throughput = Rate(
+            "omm comply, bounded (decode + per-listing state + status)",
+            account.read,
+            last - started,
+        )
+        self.console.print(
+            rate_table(f"comply throughput, {self.n:,} tasks + notices", raw, [throughput])
+        )
+        latencies = self.latency_run(deciding)
+        table = Table(title=f"deciding event → status, {self.n:,} open tasks in state")
+        for column in ("deciding event", "n", "p50 s", "p99 s", "max s"):
+            table.add_column(column, justify="right")
+        for what, values in latencies.items():
+            ordered = sorted(values)
+            p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+            table.add_row(
+                what,
+                str(len(ordered)),
+                f"{statistics.median(ordered):.3f}",
+                f"{p99:.3f}",
+                f"{ordered[-1]:.3f}",
+            )
+        self.console.print(table)
+        self.console.print(f"machine: {MACHINE}")
+
+    def latency_run(self, deciding: int) -> dict[str, list[float]]:
+        topics = self.namespace("l")
+        far = self.now + timedelta(days=30)
+        with self.console.status(f"producing {self.n:,} open tasks…"):
+            self.produce(
+                topics.tasks(PLATFORM),
+                "task",
+                (self.task(i, far) for i in range(self.n)),
+                "task_id",
+            )
+        job = comply_job(
+            self.bootstrap, topics, platforms=[PLATFORM], idle_timeout_s=20.0, tick_seconds=1.0
+        )
+        runner = threading.Thread(
+            target=run_comply,
+            args=(job, pipeline_args_with_defaults(None, streaming=True)),
+            daemon=True,
+        )
+        watcher = StatusWatcher(self.bootstrap, topics.compliance_status)
+        out: dict[str, list[float]] = {"takedown notice": [], "listing feed": [], "deadline": []}
+        with self.console.status(f"streaming comply: loading {self.n:,} tasks into state…"):
+            runner.start()
+            watcher.wait_for(f"bench-task-{self.n - 1:08d}", "ISSUED", timeout_s=3600)
+        producer = kafka_client.producer(self.bootstrap, linger_ms=0)
+        gen = self.gen
+        with self.console.status(f"{deciding} notices, observations, deadlines, one at a time…"):
+            for k in range(deciding):
+                i = (k * 7919) % self.n
+                sent = time.time()
+                self._send(producer, topics.valid("takedown"), "takedown", self.notice(i))
+                out["takedown notice"].append(
+                    watcher.wait_for(f"bench-task-{i:08d}", "COMPLETED_ON_TIME", 120) - sent
+                )
+                j = (i + self.n // 2) % self.n
+                removed = {
+                    **gen.listing(PLATFORM, j),
+                    "listing_id": f"{PLATFORM}-B{j:09d}",
+                    "status": "REMOVED",
+                    "observed_at": self.now - timedelta(minutes=20),
+                }
+                sent = time.time()
+                self._send(producer, topics.valid("listing"), "listing", removed)
+                out["listing feed"].append(
+                    watcher.wait_for(f"bench-task-{j:08d}", "COMPLETED_ON_TIME", 120) - sent
+                )
+            # deadlines a few seconds away, then nothing else arrives
+            soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=10)
+            extra = [self.n + k for k in range(deciding)]
+            for i in extra:
+                self._send(producer, topics.tasks(PLATFORM), "task", self.task(i, soon))
+            for i in extra:
+                fired = watcher.wait_for(f"bench-task-{i:08d}", "OVERDUE", 120)
+                out["deadline"].append(fired - soon.timestamp())
+        producer.close()
+        watcher.close()
+        runner.join(timeout=120)
+        return out
+
+    def _send(self, producer: Any, topic: str, entity: str, record: dict[str, Any]) -> None:
+        key = record.get("task_id") or record.get("notice_id") or record["listing_id"]
+        producer.send(topic, key=str(key).encode(), value=self.registry.encode(entity, record))
+        producer.flush()
+
+
+class StatusWatcher:
+    """Reads omm.compliance.status and remembers when each (task, status) first arrived."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = kafka_client.consumer(bootstrap)
+        tps = [
+            TopicPartition(topic, p)
+            for p in sorted(self._consumer.partitions_for_topic(topic) or [])
+        ]
+        self._consumer.assign(tps)
+        self._consumer.seek_to_beginning(*tps)
+        self._registry = SchemaRegistry.load()
+        self._seen: dict[tuple[str, str], float] = {}
+
+    def wait_for(self, task_id: str, status: str, timeout_s: float) -> float:
+        """Wall time at which the task's status record was read."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if (task_id, status) in self._seen:
+                return self._seen[(task_id, status)]
+            for records in self._consumer.poll(timeout_ms=20).values():
+                now = time.time()
+                for rec in records:
+                    _, record = self._registry.decode(rec.value)
+                    self._seen.setdefault((record["task_id"], record["status"]), now)
+        raise TimeoutError(f"{task_id}: no {status} status after {timeout_s}s")
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def bench_comply(bootstrap: str, n: int, deciding: int, console: Console) -> None:
+    ComplyBench(bootstrap, n, console).run(deciding)
