@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test unit lint bench clean
+.PHONY: help setup browser demo test unit lint bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36mmake %-7s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,10 +24,29 @@ $(STAMP): pyproject.toml requirements.lock
 setup: $(STAMP) ## Create the virtualenv and fetch the Kafka broker jars (Maven)
 	$(BIN)/omm broker fetch
 
+# The report tests (tests/integration/test_reports.py) open the HTML reports in a real
+# headless browser: Debian's chromium. Installed with apt-get when missing, as root or
+# through sudo; otherwise this stops saying what to run (the tests fail without it).
+browser: ## Headless Chromium for the report tests (Debian's chromium; apt-get when missing)
+	@if command -v chromium >/dev/null 2>&1; then \
+	  echo "chromium: $$(command -v chromium)"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "needs Chromium for the report tests and found no apt-get: install chromium" \
+	    "(or point OMM_TEST_CHROMIUM at one)"; exit 1; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	elif command -v sudo >/dev/null 2>&1; then \
+	  sudo apt-get update -qq && \
+	    sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+	  echo "needs Chromium for the report tests: apt-get install -y chromium (as root)"; exit 1; \
+	fi
+	@command -v chromium >/dev/null 2>&1 || { echo "chromium is still missing after apt-get"; exit 1; }
+
 demo: setup ## The whole story on the embedded Kafka: broker, topics, feeds, ingest
 	$(BIN)/omm demo
 
-test: setup ## Unit + integration tests (starts its own Kafka broker on free ports)
+test: setup browser ## Unit + integration tests (starts its own Kafka broker on free ports)
 	$(BIN)/pytest -q
 
 unit: setup ## Only the tests that need neither Kafka nor Beam

@@ -633,42 +633,134 @@ report_app = typer.Typer(help="Reports for regulators and operators.", no_args_i
 app.add_typer(report_app, name="report")
 
 
+def _latest_values(cluster: Cluster, topic: str) -> dict[str, dict[str, Any]]:
+    """The latest decoded value per key of a compacted topic, as compaction will leave it:
+    a later record replaces an earlier one, a tombstone (null value) removes its key."""
+    from connectors.tail import tail_records
+
+    latest: dict[str, dict[str, Any]] = {}
+    undecoded = 0
+    with console.status(f"reading {topic}…"):
+        for line in tail_records(cluster.bootstrap, topic, timeout_s=2.0, security=_security()):
+            key = line.get("key") or f"{line['partition']}/{line['offset']}"
+            if "decode_error" in line:
+                undecoded += 1
+            elif line.get("value") is None:
+                latest.pop(key, None)
+            else:
+                latest.pop(key, None)  # re-inserted: the dict stays in the order of last writes
+                latest[key] = line["value"]
+    if undecoded:
+        err.print(
+            f"[yellow]{undecoded} record(s) on {escape(topic)} did not decode (`omm tail` "
+            "shows them); the report leaves them out[/yellow]",
+            soft_wrap=True,
+        )
+    return latest
+
+
+FeedsReport = Annotated[
+    str,
+    typer.Option("--feeds-report", help="Link to the feed-health report, relative to the page."),
+]
+
+
+@report_app.command("compliance")
+def report_compliance(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the report (index.html)")],
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = "",
+    feeds_report: FeedsReport = "../feeds/index.html",
+) -> None:
+    """One self-contained HTML page on each platform's compliance: scorecards, KPI charts,
+    overdue, re-listed and contradicted tasks with their evidence. Loads nothing from the
+    network."""
+    from datetime import UTC
+
+    from connectors.topics import TopicNames
+    from omm.config import load_enforcement
+    from omm.reports.compliance import render_compliance, total_scorecards
+    from omm.reports.page import percent, write_page
+
+    topics = TopicNames(prefix)
+    sources = (topics.compliance_status, topics.scorecards)
+    cluster = _reach(bootstrap)
+    cluster.require(sources, prefix)
+    statuses = _latest_values(cluster, topics.compliance_status)
+    scorecards = _latest_values(cluster, topics.scorecards)
+    if not statuses and not scorecards:
+        err.print(
+            f"[yellow]no compliance records on {escape(sources[0])} or {escape(sources[1])} "
+            "yet: run comply first (omm run comply)[/yellow]",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+    text = render_compliance(
+        statuses.values(),
+        scorecards.values(),
+        generated_at=datetime.now(UTC),
+        feeds_report=feeds_report,
+        timezone=load_enforcement().calendar.timezone,
+        sources=sources,
+    )
+    index = write_page(out, text)
+    kpis = table(
+        "platform", "issued", "on time", "late", "overdue", "KPI1", "KPI2",
+        counts=("issued", "on time", "late", "overdue", "KPI1", "KPI2"),
+        title="compliance (TOTAL scorecards)",
+    )  # fmt: skip
+    for s in total_scorecards(scorecards.values()):
+        kpis.add_row(
+            s.platform,
+            *(str(n) for n in (s.tasks_issued, s.completed_on_time, s.completed_late)),
+            f"[red]{s.overdue}[/red]" if s.overdue else "0",
+            percent(s.kpi1_removed_within_deadline),
+            percent(s.kpi2_relistings_removed),
+        )
+    console.print(kpis)
+    console.print(f"report: {index}")
+
+
 @report_app.command("feeds")
 def report_feeds(
-    out: Annotated[Path, typer.Option("--out", help="Directory for the Data Docs site")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the report (index.html)")],
     bootstrap: Bootstrap = None,
     prefix: Prefix = "",
 ) -> None:
-    """Great Expectations Data Docs (HTML, offline) for the latest health of each platform/feed."""
-    from connectors.tail import tail_records
+    """The latest health of each platform/feed on one self-contained page, failing feeds
+    first, with Great Expectations Data Docs (offline) in DIR/gx/."""
+    from datetime import UTC
+
     from connectors.topics import TopicNames
-    from pipelines.feed_health.report import write_data_docs
+    from omm.reports.feeds import GX_FOLDER, feed_order, write_feeds_report
     from pipelines.feed_health.results import FeedHealth
 
     topic = TopicNames(prefix).feed_health
     cluster = _reach(bootstrap)
     cluster.require([topic], prefix)
     latest: dict[str, FeedHealth] = {}
-    with console.status(f"reading {topic}…"):
-        for line in tail_records(cluster.bootstrap, topic, timeout_s=2.0, security=_security()):
-            if line.get("value"):
-                health = FeedHealth.from_record(line["value"])
-                latest[health.key] = health
+    for value in _latest_values(cluster, topic).values():
+        health = FeedHealth.from_record(value)
+        latest[health.key] = health
     if not latest:
         err.print(f"[yellow]no feed-health records on {topic} yet: run ingest first[/yellow]")
         raise typer.Exit(1)
-    index = write_data_docs(latest.values(), out)
+    with console.status("writing the report and Data Docs…"):
+        index = write_feeds_report(
+            list(latest.values()), out, generated_at=datetime.now(UTC), source=topic
+        )
     health_table = table(
         "platform", "feed", "rows", "healthy", "failing expectations",
         counts=("rows",), title="feed health",
     )  # fmt: skip
-    for h in sorted(latest.values(), key=lambda h: h.key):
+    for h in feed_order(latest.values()):
         failing = ", ".join(o.expectation for o in h.failing()) or "-"
         health_table.add_row(
             h.platform, h.feed, str(h.rows), "yes" if h.success else "[red]no[/red]", failing
         )
     console.print(health_table)
-    console.print(f"Data Docs: {index}")
+    console.print(f"report: {index}")
+    console.print(f"Data Docs: {index.parent / GX_FOLDER / 'index.html'}")
 
 
 # ---------------------------------------------------------------- tail

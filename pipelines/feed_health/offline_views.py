@@ -11,12 +11,15 @@ packaged templates. These views put a small set of replacement templates *first*
   the suite column);
 - ``top_navbar.j2``: the navbar without GX's logo from S3 (a text brand instead);
 - ``cloud-footer.j2``: no newsletter footer;
+- ``js_script_imports.j2``: none of the CDN scripts (jQuery, Bootstrap, Vega, ...);
+- ``page_action_card.j2``: no "Show All / Failed Only" card, whose buttons need jQuery;
 - ``data_docs_custom_styles.css`` (GX inlines it into every page): enough styling for
-  tables and status icons when the CDN stylesheets cannot load.
+  tables, cards and status icons, since the CDN stylesheets never load.
 
-With network the CDN assets still load and pages look as usual. This module imports
-Great Expectations at import time; ``pipelines.feed_health`` only names it in the site
-config, so it is imported only when Data Docs are built.
+``write_data_docs`` then strips whatever still refers to another origin (``make_offline``
+in :mod:`pipelines.feed_health.report`), so the pages make no network request at all.
+This module imports Great Expectations at import time; ``pipelines.feed_health`` only
+names it in the site config, so it is imported only when Data Docs are built.
 """
 
 from __future__ import annotations
@@ -84,14 +87,26 @@ _NAVBAR = """\
 """
 
 _STYLES = """\
-body { font-family: system-ui, sans-serif; margin: 0; }
-.omm-navbar { padding: .5rem 1rem; display: flex; gap: 1rem; align-items: center; }
+body { font-family: system-ui, sans-serif; margin: 0; color: #1f2328; }
+.omm-navbar { padding: .5rem 1rem; display: flex; gap: 1rem; align-items: center;
+              background: #f6f8fa; border-bottom: 1px solid #d0d7de; }
 .omm-navbar .navbar-brand { font-weight: 600; text-decoration: none; }
 .breadcrumb { display: inline-flex; list-style: none; gap: .5rem; padding: 0; margin: 0; }
+.container-fluid { padding: 1rem 1.5rem; }
+.row { display: flex; flex-wrap: wrap; gap: 1rem; }
+.col-lg-2 { flex: 0 0 14rem; } .col-md-10 { flex: 1 1 40rem; min-width: 0; }
+.col-6 { flex: 1 1 20rem; } .col-12 { flex: 1 1 100%; }
+.card { border: 1px solid #d0d7de; border-radius: 6px; margin-bottom: 1rem; }
+.card-header { background: #f6f8fa; padding: .4rem .6rem; border-bottom: 1px solid #d0d7de; }
+.card-body { padding: .4rem .6rem; }
+.nav { list-style: none; padding: 0; margin: 0; }
+.alert-secondary { background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px;
+                   padding: .5rem .75rem; }
 table { border-collapse: collapse; margin: .5rem 0 1rem 0; }
 th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left;
          vertical-align: top; }
 th { background: #f3f3f3; }
+.table-responsive { overflow-x: auto; }
 .fa-check-circle::before { content: "\\2714"; color: #1a7f37; }
 .fa-times::before { content: "\\2718"; color: #cf222e; }
 """
@@ -101,6 +116,8 @@ OFFLINE_TEMPLATES: dict[str, str] = {
     "bootstrap_table.j2": _STATIC_TABLE,
     "top_navbar.j2": _NAVBAR,
     "cloud-footer.j2": "",
+    "js_script_imports.j2": "",
+    "page_action_card.j2": "",
     "data_docs_custom_styles.css": _STYLES,
 }
 

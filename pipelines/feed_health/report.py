@@ -1,14 +1,18 @@
 """The feed-health report: Great Expectations Data Docs from ``omm.feed.health`` records.
 
 :func:`write_data_docs` turns the latest health record per (platform, feed) back into Data
-Docs, from the records alone, viewable offline (:mod:`pipelines.feed_health.offline_views`).
+Docs, from the records alone, viewable offline (:mod:`pipelines.feed_health.offline_views`)
+and making no network request (:func:`make_offline`). :func:`data_docs_page` finds a
+record's page in the site, for the overview that links to it (``omm/reports/feeds.py``).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +29,10 @@ def write_data_docs(results: Iterable[FeedHealth], out_dir: Path) -> Path:
     the outcome's ``expectation`` and ``kwargs_json``, the observed value and threshold in
     the result and description), stored in a throw-away ephemeral context whose only Data
     Docs site is a filesystem site in ``out_dir``; GX's own ``SiteBuilder`` renders it.
-    The views are GX's with four templates replaced (:mod:`pipelines.feed_health.offline_views`) so
-    the index table and page headers need no CDN: offline, the pages are plain but complete.
-    Pages of results no longer given are removed from ``out_dir``.
+    The views are GX's with a few templates replaced (:mod:`pipelines.feed_health.offline_views`)
+    so the index table and page headers need no CDN; then :func:`make_offline` takes every
+    reference to another origin out of the pages and stylesheets, so opening them makes no
+    network request at all. Pages of results no longer given are removed from ``out_dir``.
     """
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
@@ -74,7 +79,156 @@ def write_data_docs(results: Iterable[FeedHealth], out_dir: Path) -> Path:
         )
         store.set(key, _suite_result(health, suite_name))
     context.build_data_docs(site_names=[_SITE])
+    make_offline(out_dir)
     return out_dir / "index.html"
+
+
+def data_docs_page(health: FeedHealth, site_dir: Path) -> Path | None:
+    """The validation page of ``health`` in a site :func:`write_data_docs` built, or None.
+
+    GX stores it as ``validations/<suite parts>/<run name>/<run time>/<batch id>.html``;
+    the run name and batch id (``<platform>.<feed>``) are ours, so they find it.
+    """
+    run = _run_name(health)
+    for path in sorted((site_dir / "validations").rglob(f"{health.platform}.{health.feed}.html")):
+        if path.parent.parent.name == run:
+            return path
+    return None
+
+
+# --------------------------------------------------------------------------- offline
+
+# A reference to another origin: a scheme followed by "//" (http:, https:, ftp:, ...), a
+# protocol-relative "//host", or a web scheme without slashes ("http:host" is absolute to
+# a browser too). Relative paths, fragments and data: URIs stay on the page.
+_OTHER_ORIGIN = re.compile(r"^\s*(?:(?:https?|ftps?|wss?):|(?:[a-z][a-z0-9+.-]*:)?//)", re.I)
+_CSS_URL = re.compile(r"url\(\s*(?P<q>['\"]?)(?P<url>.*?)(?P=q)\s*\)", re.I | re.S)
+_CSS_IMPORT = re.compile(r"@import\s+[^;]*;", re.I)
+# Attributes that make a browser fetch something (or navigate, for href and action).
+_URL_ATTRIBUTES = frozenset({"href", "src", "srcset", "action", "poster", "data", "background"})
+# Elements that are nothing but the thing they fetch: dropped whole when it is elsewhere.
+_FETCHING_ELEMENTS = frozenset(
+    {"link", "img", "iframe", "embed", "object", "source", "track", "video", "audio"}
+)
+
+
+def is_other_origin(url: str) -> bool:
+    return bool(_OTHER_ORIGIN.match(url)) or any(
+        _OTHER_ORIGIN.match(part.strip()) for part in url.split(",")[1:]
+    )
+
+
+def offline_css(css: str) -> str:
+    """``css`` with every ``url()`` to another origin replaced by ``none`` and every
+    ``@import`` of one removed (GX's default styles put its logo behind an S3 URL)."""
+
+    def _url(match: re.Match[str]) -> str:
+        return "none" if is_other_origin(match["url"]) else match[0]
+
+    def _import(match: re.Match[str]) -> str:
+        target = re.sub(r"^@import\s+(?:url\()?\s*['\"]?", "", match[0], flags=re.I)
+        return "" if is_other_origin(target) else match[0]
+
+    return _CSS_URL.sub(_url, _CSS_IMPORT.sub(_import, css))
+
+
+class _OfflineHTML(HTMLParser):
+    """Copies a page, leaving out what would reach another origin: every ``<script>``
+    (GX's inline scripts only drive jQuery, Bootstrap and Vega from CDNs, which never
+    load here), elements that fetch from elsewhere (stylesheets, images, frames),
+    attributes that point elsewhere (a link to greatexpectations.io keeps its text) and
+    CSS ``url()``s to elsewhere in ``<style>`` and ``style=""``. The rest is copied as
+    written."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.out: list[str] = []
+        self._in_script = False
+        self._in_style = False
+
+    def _start(self, tag: str, attrs: list[tuple[str, str | None]], closed: bool) -> None:
+        if self._in_script:
+            return
+        if tag == "script":
+            self._in_script = not closed
+            return
+        fetched = [v for k, v in attrs if k in _URL_ATTRIBUTES and v]
+        if tag in _FETCHING_ELEMENTS and any(is_other_origin(v) for v in fetched):
+            return
+        kept: list[tuple[str, str | None]] = []
+        for name, value in attrs:
+            if name in _URL_ATTRIBUTES and value and is_other_origin(value):
+                continue
+            if name == "style" and value:
+                value = offline_css(value)
+            kept.append((name, value))
+        if kept == attrs:
+            self.out.append(self.get_starttag_text() or "")
+        else:
+            rendered = "".join(
+                f" {n}" if v is None else f' {n}="{html.escape(v, quote=True)}"' for n, v in kept
+            )
+            self.out.append(f"<{tag}{rendered}{' /' if closed else ''}>")
+        self._in_style = tag == "style" and not closed
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._start(tag, attrs, closed=False)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._start(tag, attrs, closed=True)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._in_script:
+            self._in_script = tag != "script"
+            return
+        if tag == "script":
+            return
+        self._in_style = False
+        self.out.append(f"</{tag}>")
+
+    def handle_data(self, data: str) -> None:
+        if not self._in_script:
+            self.out.append(offline_css(data) if self._in_style else data)
+
+    def handle_entityref(self, name: str) -> None:
+        if not self._in_script:
+            self.out.append(f"&{name};")
+
+    def handle_charref(self, name: str) -> None:
+        if not self._in_script:
+            self.out.append(f"&#{name};")
+
+    def handle_comment(self, data: str) -> None:
+        if not self._in_script:
+            self.out.append(f"<!--{data}-->")
+
+    def handle_decl(self, decl: str) -> None:
+        self.out.append(f"<!{decl}>")
+
+    def handle_pi(self, data: str) -> None:
+        self.out.append(f"<?{data}>")
+
+    def unknown_decl(self, data: str) -> None:
+        self.out.append(f"<![{data}]>")
+
+
+def offline_html(text: str) -> str:
+    """``text`` without anything that would make a browser reach another origin."""
+    parser = _OfflineHTML()
+    parser.feed(text)
+    parser.close()
+    return "".join(parser.out)
+
+
+def make_offline(site_dir: Path) -> None:
+    """Rewrite every page and stylesheet under ``site_dir`` with :func:`offline_html` and
+    :func:`offline_css`: GX's templates load jQuery, Bootstrap, Font Awesome and Vega from
+    CDNs, which an air-gapped workstation cannot reach and a regulator's report must not
+    ask for."""
+    for path in sorted(site_dir.rglob("*.html")):
+        path.write_text(offline_html(path.read_text(encoding="utf-8")), encoding="utf-8")
+    for path in sorted(site_dir.rglob("*.css")):
+        path.write_text(offline_css(path.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 def _run_name(health: FeedHealth) -> str:

@@ -89,6 +89,7 @@ def listing_file(tmp_path: Path) -> Path:
         ["run", "enforce", "--until-idle", "1"],
         ["run", "all", "--until-idle", "1"],
         ["report", "feeds", "--out", "{dir}"],
+        ["report", "compliance", "--out", "{dir}"],
     ],
     ids=lambda c: " ".join(w for w in c if not w.startswith("{")),
 )

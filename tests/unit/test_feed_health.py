@@ -23,10 +23,11 @@ import yaml
 from omm.config import load_platforms
 from omm.generate import CATALOG, FeedGenerator
 from pipelines.feed_health.gx import FeedValidator
-from pipelines.feed_health.report import write_data_docs
+from pipelines.feed_health.report import offline_css, offline_html, write_data_docs
 from pipelines.feed_health.results import ExpectationOutcome, FeedHealth
 from pipelines.feed_health.suites import FEEDS, load_suite_config, load_suites
 from schemas.registry import SchemaRegistry
+from tests.offline import other_origin_references
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
@@ -454,6 +455,56 @@ def test_write_data_docs_names_each_platform_and_suite_and_works_offline(
     assert "mostly &gt;= 0.90" in yixun  # the threshold, HTML-escaped
     assert "66.667% not null" in yixun  # GX's own observed-value renderer for not-null
     assert "Brand is declared" in yixun
+    # Nothing in the site reaches another origin: no CDN script, stylesheet, logo or font.
+    for path in [*out.rglob("*.html"), *out.rglob("*.css")]:
+        text = path.read_text(encoding="utf-8")
+        assert other_origin_references(text) == [], path
+        assert "<script" not in text, path
+
+
+PLANTED = """<!DOCTYPE html>
+<html><head>
+<link rel="stylesheet" href="https://cdn.example/bootstrap.css"/>
+<link rel="shortcut icon" href="./static/images/favicon.ico">
+<style>.logo { background: url('https://s3.example/logo.png') 0 0; }
+.ok { background: url(static/images/local.png); }
+@import url("//fonts.example/font.css");</style>
+<script src="https://code.example/jquery.js"></script>
+<script>vegaEmbed('#x', {"url": "https://data.example/x.json"});</script>
+</head><body>
+<a href="https://greatexpectations.io">Great Expectations</a> &amp; <a href="#s1">Overview</a>
+<img src="http://img.example/a.png" alt="logo"><img src="static/b.png" alt="b">
+<div style="background-image: url(//x.example/bg.png); color: red">kept &#8212; text</div>
+<iframe src="https://frame.example/"></iframe><!-- a comment -->
+</body></html>
+"""
+
+
+def test_offline_html_drops_every_reference_to_another_origin_and_keeps_the_rest() -> None:
+    assert len(other_origin_references(PLANTED)) >= 7  # the check sees what is planted
+    page = offline_html(PLANTED)
+    assert other_origin_references(page) == []
+    assert "<script" not in page and "vegaEmbed" not in page
+    assert "cdn.example" not in page and "frame.example" not in page
+    # what stays on the page is copied as written
+    assert page.startswith("<!DOCTYPE html>")
+    assert '<link rel="shortcut icon" href="./static/images/favicon.ico">' in page
+    assert "url(static/images/local.png)" in page
+    assert '<a>Great Expectations</a> &amp; <a href="#s1">Overview</a>' in page
+    assert '<img src="static/b.png" alt="b">' in page and "img.example" not in page
+    assert "kept &#8212; text" in page and "color: red" in page
+    assert "<!-- a comment -->" in page
+
+
+def test_offline_css_replaces_urls_to_other_origins_and_drops_their_imports() -> None:
+    css = (
+        "@import 'https://a.example/x.css';\n@import 'local.css';\n"
+        '.a { background: url("https://b.example/y.png") }\n'
+        ".b { background: url(img/z.png) }\n"
+    )
+    assert offline_css(css) == (
+        "\n@import 'local.css';\n.a { background: none }\n.b { background: url(img/z.png) }\n"
+    )
 
 
 def test_write_data_docs_drops_pages_of_results_no_longer_given(
