@@ -254,7 +254,7 @@ class Demo:
                 )
         if self.keep:
             self.console.print(
-                f"  Data Docs: omm report feeds --out reports/feeds --prefix {self.topics.prefix}"
+                f"  report: omm report feeds --out reports/feeds --prefix {self.topics.prefix}"
             )
 
     def enforce(self, title: str) -> dict[str, dict[str, Any]]:
@@ -410,7 +410,48 @@ class Demo:
             self.push("listings", platform, observations)
         self.ingest("8e. Ingest after the decisions", False)
         self.comply("8f. Comply again (state rebuilt from the topics, same statuses)")
-        self.show_scorecards(PUBLISHED.astimezone(CST).date().isoformat())
+        statuses, cards = self.show_scorecards(PUBLISHED.astimezone(CST).date().isoformat())
+        self.write_reports(statuses, cards)
+
+    def write_reports(
+        self, statuses: dict[str, dict[str, Any]], cards: dict[str, dict[str, Any]]
+    ) -> None:
+        """Both reports for the regulator, in ./reports (git ignores it), before clean-up."""
+        from datetime import UTC, datetime
+        from pathlib import Path
+
+        from omm.config import load_enforcement
+        from omm.reports.compliance import render_compliance
+        from omm.reports.feeds import write_feeds_report
+        from omm.reports.page import write_page
+        from pipelines.feed_health.results import FeedHealth
+
+        out = Path("reports")
+        now = datetime.now(UTC)
+        healths: dict[str, FeedHealth] = {}
+        for line in tail_records(self.bootstrap, self.topics.feed_health, timeout_s=1):
+            health = FeedHealth.from_record(line["value"])
+            healths[health.key] = health
+        with self.console.status("writing the reports…"):
+            feeds = write_feeds_report(
+                list(healths.values()),
+                out / "feeds",
+                generated_at=now,
+                source=self.topics.feed_health,
+            )
+            compliance = write_page(
+                out / "compliance",
+                render_compliance(
+                    statuses.values(),
+                    cards.values(),
+                    generated_at=now,
+                    feeds_report="../feeds/index.html",
+                    timezone=load_enforcement().calendar.timezone,
+                    sources=(self.topics.compliance_status, self.topics.scorecards),
+                ),
+            )
+        self.console.print(f"compliance report: {compliance.resolve()}")
+        self.console.print(f"feed-health report: {feeds.resolve()}")
 
     def comply(self, title: str) -> None:
         from omm.beam_runtime import pipeline_args_with_defaults
@@ -448,7 +489,10 @@ class Demo:
         finally:
             producer.close()
 
-    def show_scorecards(self, day: str) -> None:
+    def show_scorecards(
+        self, day: str
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """The DAY scorecards of ``day``; returns the latest statuses and scorecards."""
         latest: dict[str, dict[str, Any]] = {}
         for line in tail_records(self.bootstrap, self.topics.scorecards, timeout_s=1):
             latest[line["key"]] = line["value"]
@@ -499,6 +543,7 @@ class Demo:
                     f"[b]{what}[/b], e.g. {example['task_id']} {example['platform']} "
                     f"{example['listing_id']}: {example['status']} — {example['note']}"
                 )
+        return statuses, latest
 
     def show_feedback(self) -> None:
         self.console.rule("[b]7. What the platforms are told (omm.feedback.<platform>)")

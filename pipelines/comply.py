@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import apache_beam as beam
-from apache_beam import pvalue
+from apache_beam import pvalue, typehints
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -477,7 +477,11 @@ class Comply(beam.PTransform):
         decoded = records | "DecodeEvidence" >> beam.ParDo(_DecodeEvidenceFn(job)).with_outputs(
             DEAD, main="evidence"
         )
-        tracked = decoded["evidence"] | "TrackCompliance" >> TrackCompliance(job)
+        evidence = decoded["evidence"]
+        # keyed by shard (int) and by platform (str): deterministic key coders for the state
+        evidence.element_type = typehints.KV[int, typehints.Any]
+        tracked = evidence | "TrackCompliance" >> TrackCompliance(job)
+        tracked[OUTCOMES].element_type = typehints.KV[str, typehints.Any]
         statuses = tracked["statuses"] | "ToStatusRecords" >> beam.ParDo(_StatusMessageFn(topics))
         cards = tracked[OUTCOMES] | "Scorecards" >> beam.ParDo(
             _ScorecardsFn(topics, job.config.calendar.timezone)
