@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from omm.generate import Product, Record, gtin13
+from omm.generate import FeedGenerator, Product, Record, gtin13
 
 CST = ZoneInfo("Asia/Shanghai")
 PUBLISHED = datetime(2026, 4, 29, 10, 0, tzinfo=CST).astimezone(UTC)
@@ -63,6 +63,7 @@ class Campaign:
 
 def campaign(platforms: list[str], seed: int = 2016) -> Campaign:
     rng = random.Random(seed)
+    gen = FeedGenerator(seed=seed, now=PUBLISHED)
     products = [
         Product(
             brand=f"Spring{n % 40:02d}",
@@ -117,7 +118,7 @@ def campaign(platforms: list[str], seed: int = 2016) -> Campaign:
                 listing(platform, product)
         elif verdict in ("THREE_NO", "COUNTERFEIT"):
             listing(sampled_on, product, seller)  # the sampled seller's own listing
-        out.results.append(_result(i, product, verdict, sampled_on, seller, rng))
+        out.results.append(_result(i, product, verdict, sampled_on, seller, gen))
     passed = [p for p, v in zip(products, verdicts, strict=True) if v == "PASS"]
     for _ in range(OTHER_LISTINGS):
         listing(rng.choice(platforms), rng.choice(passed))
@@ -125,33 +126,13 @@ def campaign(platforms: list[str], seed: int = 2016) -> Campaign:
 
 
 def _result(
-    i: int, product: Product, verdict: str, platform: str, seller: str, rng: random.Random
+    i: int, product: Product, verdict: str, platform: str, seller: str, gen: FeedGenerator
 ) -> Record:
-    failed = verdict != "PASS"
     return {
+        **gen.inspection(i, product, verdict, platform),
         "inspection_id": f"SAMR-2026-S{i:04d}",
         "campaign": "2026 spring e-commerce product quality campaign",
-        "product_name": product.name,
-        "brand": product.brand,
-        "model": product.model,
-        "gtin": product.gtin,
-        "manufacturer": product.manufacturer,
-        "batch": f"B{rng.randint(1000, 9999)}",
-        "platform": platform,
         "seller_id": seller,
-        "listing_id": None,
-        "verdict": verdict,
-        "failed_items": (
-            [{"item": "electrical safety", "standard": "GB 4706.1-2005", "kind": "INTRINSIC"}]
-            if failed
-            else []
-        ),
-        "sample_size": 1,
-        "acceptance_number": 0,
-        "nonconforming": 1 if failed else 0,
-        "declared_quality_level": 0.05,
-        "population_size": None,
-        "agency": "Provincial Product Quality Inspection Institute",
         "report_no": f"R-S{i:05d}",
         "status": "FINAL",
         "published_at": PUBLISHED,

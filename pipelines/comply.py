@@ -41,7 +41,6 @@ import apache_beam as beam
 from apache_beam import pvalue, typehints
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.userstate import (
     BagStateSpec,
     OrderedListStateSpec,
@@ -66,6 +65,7 @@ from pipelines.rules.compliance import (
     TaskOutcome,
     scorecards,
 )
+from pipelines.running import counters, run
 from schemas.registry import CodecError, SchemaRegistry
 
 STAGE = "comply"
@@ -510,11 +510,7 @@ class ComplyAccount:
 
 
 def account_from_metrics(result: Any) -> ComplyAccount:
-    counts: dict[str, int] = {}
-    for counter in result.metrics().query()["counters"]:
-        if counter.key.metric.namespace == STAGE:
-            name = counter.key.metric.name
-            counts[name] = counts.get(name, 0) + (counter.committed or counter.attempted or 0)
+    counts = counters(result, STAGE)
     return ComplyAccount(
         read=counts.get("in", 0),
         tracked=counts.get("tracked", 0),
@@ -527,8 +523,4 @@ def account_from_metrics(result: Any) -> ComplyAccount:
 
 
 def run_comply(job: ComplyJob, pipeline_args: list[str]) -> ComplyAccount:
-    pipeline = beam.Pipeline(options=PipelineOptions(pipeline_args))
-    _ = pipeline | "Comply" >> Comply(job)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return account_from_metrics(result)
+    return account_from_metrics(run("Comply", Comply(job), pipeline_args))

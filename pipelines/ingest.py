@@ -30,7 +30,6 @@ from typing import Any
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from connectors.beam_io import ReadFromKafka, WriteToKafka
 from connectors.connection import KafkaConnection
@@ -56,6 +55,7 @@ from pipelines.rules.record_rules import (
     check_record,
     rule_context,
 )
+from pipelines.running import counters, run
 from schemas.models import ENTITY_MODELS, Complaint, utc_now
 from schemas.registry import HEADER_LEN, CodecError, SchemaRegistry
 
@@ -378,12 +378,11 @@ class TopicAccount:
 
 def accounts_from_metrics(result: Any) -> list[TopicAccount]:
     counts: dict[str, dict[str, int]] = {}
-    for counter in result.metrics().query()["counters"]:
-        if counter.key.metric.namespace != STAGE or "|" not in counter.key.metric.name:
+    for name, n in counters(result, STAGE).items():
+        if "|" not in name:
             continue
-        what, _, topic = counter.key.metric.name.partition("|")
-        per = counts.setdefault(topic, {})
-        per[what] = per.get(what, 0) + (counter.committed or counter.attempted or 0)
+        what, _, topic = name.partition("|")
+        counts.setdefault(topic, {})[what] = n
     return [
         TopicAccount(
             topic, c.get("in", 0), c.get("valid", 0), c.get("dead", 0), c.get("quarantined", 0)
@@ -394,9 +393,5 @@ def accounts_from_metrics(result: Any) -> list[TopicAccount]:
 
 def run_ingest(job: IngestJob, pipeline_args: list[str] | None = None) -> list[TopicAccount]:
     """Build and run the ingest pipeline; return the per-topic accounts (bounded runs)."""
-    options = PipelineOptions(pipeline_args or ["--runner=FnApiRunner"])
-    pipeline = beam.Pipeline(options=options)
-    _ = pipeline | "Ingest" >> Ingest(job)
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = run("Ingest", Ingest(job), pipeline_args or ["--runner=FnApiRunner"])
     return accounts_from_metrics(result)
