@@ -22,8 +22,10 @@ from omm.generate import CATALOG, FeedGenerator
 from pipelines.rules.enforcement import (
     REVIEW,
     JoinEvent,
+    JoinState,
     ListingFact,
     ResultFact,
+    apply,
     decision_keys,
     fold,
     fold_in_event_order,
@@ -31,6 +33,7 @@ from pipelines.rules.enforcement import (
     owning_key,
     result_keys,
     review_id,
+    step,
     task_id,
 )
 from pipelines.rules.review import (
@@ -350,6 +353,27 @@ def test_a_confirm_on_a_listing_removed_before_the_result_issues_nothing() -> No
     # streaming, with the removal read last: issued, then withdrawn as late evidence
     _, live = fold(KEY, [look_alike, res, confirm, removed], CFG)
     assert tasks_in_force(live) == set()
+
+
+def test_step_and_apply_are_the_fold_with_decisions() -> None:
+    look_alike, res = observation(1, 0, model=LOOK_ALIKE), result(minutes=120)
+    events: list[JoinEvent] = [
+        decision(REJECT, look_alike, res, 260, n=2),
+        look_alike,
+        res,
+        decision(CONFIRM, look_alike, res, 200, n=1),  # older: changes nothing
+        observation(2, 150, model=LOOK_ALIKE),
+        decision(CONFIRM, observation(2, 150, model=LOOK_ALIKE), res, 300, n=3),
+    ]
+    state, emitted = JoinState(), []
+    for event in events:
+        change = step(KEY, state, event, CFG)
+        emitted.extend(change.emitted)
+        state = apply(state, change)
+    folded_state, folded = fold(KEY, events, CFG)
+    assert emitted == folded and state == folded_state
+    assert {d.decision_id for d in state.decisions.values()} == {"d-0002", "d-0003"}
+    assert len(tasks(emitted)) == 2  # the second look-alike's, confirmed
 
 
 def test_a_dispute_decision_is_not_enforces_business() -> None:
