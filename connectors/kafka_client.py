@@ -74,6 +74,31 @@ def consumer(
         )
 
 
+# beyond the producer's delivery timeout, after which every record has an outcome
+ACK_MARGIN_S = 10.0
+
+
+def send_acknowledged(
+    bootstrap: str,
+    topic: str,
+    key: bytes,
+    value: bytes,
+    security: KafkaSecurity | None = None,
+    policy: delivery.DeliveryPolicy | None = None,
+) -> tuple[int, int]:
+    """Send one record and wait until the broker acknowledged it (acks=all);
+    its (partition, offset). Raises the KafkaError of a send that failed."""
+    client = producer(bootstrap, security, policy)
+    try:
+        future = client.send(topic, key=key, value=value)
+        client.flush()
+        bound_s = client.config["delivery_timeout_ms"] / 1000 + ACK_MARGIN_S
+        meta = future.get(timeout=bound_s)
+        return meta.partition, meta.offset
+    finally:
+        client.close()
+
+
 def admin(
     bootstrap: str,
     security: KafkaSecurity | None = None,

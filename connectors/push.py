@@ -39,8 +39,7 @@ _JSON_COLUMNS = {"failed_items"}
 # utf-8-sig: a spreadsheet's "CSV UTF-8" (and Notepad's UTF-8) starts with a byte-order
 # mark, which plain utf-8 would glue onto the first column's name.
 _ENCODING = "utf-8-sig"
-# beyond the producer's delivery timeout, after which every record has an outcome
-_ACK_MARGIN_S = 10.0
+_ACK_MARGIN_S = kafka_client.ACK_MARGIN_S
 
 
 class FileNotUtf8(ValueError):

@@ -6,7 +6,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaTimeoutError
 
 from connectors import kafka_client
 from connectors.acl import raise_if_unauthorized
@@ -29,6 +31,33 @@ def decode_value(registry: SchemaRegistry, value: bytes | None) -> dict[str, Any
     return {"entity": entity, "value": record}
 
 
+def _line(registry: SchemaRegistry, rec: ConsumerRecord) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "topic": rec.topic,
+        "partition": rec.partition,
+        "offset": rec.offset,
+        "timestamp_ms": rec.timestamp,
+        "key": rec.key.decode("utf-8", "replace") if rec.key is not None else None,
+    }
+    if rec.headers:
+        line["headers"] = {k: v.decode("utf-8", "replace") for k, v in rec.headers}
+    line.update(decode_value(registry, rec.value))
+    return line
+
+
+def _assigned(
+    consumer: KafkaConsumer, bootstrap: str, topic: str, security: KafkaSecurity | None
+) -> list[TopicPartition]:
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions and security is not None:
+        raise_if_unauthorized(bootstrap, [topic], security)
+    if not partitions:
+        raise MissingTopics([topic])
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    return tps
+
+
 def tail_records(
     bootstrap: str,
     topic: str,
@@ -41,13 +70,7 @@ def tail_records(
     registry = SchemaRegistry.load()
     consumer = kafka_client.consumer(bootstrap, security=security, max_poll_records=2000)
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions and security is not None:
-            raise_if_unauthorized(bootstrap, [topic], security)
-        if not partitions:
-            raise MissingTopics([topic])
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
+        tps = _assigned(consumer, bootstrap, topic, security)
         if from_beginning:
             consumer.seek_to_beginning(*tps)
         else:
@@ -59,19 +82,40 @@ def tail_records(
             for records in batch.values():
                 for rec in records:
                     last = time.monotonic()
-                    line: dict[str, Any] = {
-                        "topic": rec.topic,
-                        "partition": rec.partition,
-                        "offset": rec.offset,
-                        "timestamp_ms": rec.timestamp,
-                        "key": rec.key.decode("utf-8", "replace") if rec.key is not None else None,
-                    }
-                    if rec.headers:
-                        line["headers"] = {k: v.decode("utf-8", "replace") for k, v in rec.headers}
-                    line.update(decode_value(registry, rec.value))
-                    yield line
+                    yield _line(registry, rec)
                     seen += 1
                     if max_records is not None and seen >= max_records:
                         return
+    finally:
+        consumer.close()
+
+
+def read_to_end(
+    bootstrap: str,
+    topic: str,
+    security: KafkaSecurity | None = None,
+    timeout_s: float = 60.0,
+) -> Iterator[dict[str, Any]]:
+    """Every record the topic holds now, decoded as by :func:`tail_records`, each
+    partition in offset order (so for one key, oldest first).
+
+    Ends at the end offsets seen when it starts, not after a quiet spell, so a
+    command reading a whole topic waits for nothing; ``timeout_s`` bounds the read
+    (KafkaTimeoutError: the broker stopped answering part-way).
+    """
+    registry = SchemaRegistry.load()
+    consumer = kafka_client.consumer(bootstrap, security=security, max_poll_records=2000)
+    try:
+        tps = _assigned(consumer, bootstrap, topic, security)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise KafkaTimeoutError(f"{topic} not read to its end within {timeout_s:g}s")
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                for rec in records:
+                    if rec.offset < ends[tp]:
+                        yield _line(registry, rec)
     finally:
         consumer.close()

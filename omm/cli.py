@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from typer.core import TyperGroup
 
 from omm.platforms import platform_app
+from omm.review import review_app
 from omm.settings import get_settings
 from omm.tables import print_accounts, print_comply_account, print_enforce_account, table
 
@@ -78,6 +79,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(run_app, name="run")
 app.add_typer(platform_app, name="platform")
+app.add_typer(review_app, name="review")
 
 
 @app.callback()

@@ -34,18 +34,26 @@ def table(*headers: str, counts: Iterable[str] = (), title: str | None = None) -
 
 
 def print_enforce_account(account: Any, console: Console) -> None:
-    """Enforce's account: in = keyed + unkeyed + dead letters, and what it emitted."""
-    counts = ("in", "keyed", "unkeyed", "dead letters", "tasks", "reviews", "withdrawn")
+    """Enforce's account, in = keyed + unkeyed + dead letters + disputes (decisions on
+    disputed tasks, left to comply) with the regulator's decisions among what was
+    read; then what it emitted. Two tables, so each fits 80 columns (a pipe's width)."""
+    read = ("in", "decisions", "keyed", "unkeyed", "dead letters", "disputes")
     account_table = table(
-        "in", "keyed", "unkeyed", "dead letters", "balanced", "tasks", "reviews", "withdrawn",
-        counts=counts, title="enforce account",
+        *read, "balanced", counts=read,
+        title="enforce account (in = keyed + unkeyed + dead letters + disputes for comply)",
     )  # fmt: skip
     account_table.add_row(
-        *(str(getattr(account, f)) for f in ("read", "keyed", "unkeyed", "dead")),
+        *(
+            str(getattr(account, f))
+            for f in ("read", "decisions", "keyed", "unkeyed", "dead", "disputes")
+        ),
         "[green]yes[/green]" if account.balanced else "[red]NO[/red]",
-        *(str(getattr(account, f)) for f in ("tasks", "reviews", "withdrawn")),
     )
     console.print(account_table)
+    made = ("tasks", "reviews", "withdrawn")
+    made_table = table(*made, counts=made, title="enforce output")
+    made_table.add_row(*(str(getattr(account, f)) for f in made))
+    console.print(made_table)
 
 
 def print_comply_account(account: Any, console: Console) -> None:

@@ -2,12 +2,18 @@
 
     ReadValid -> DecodeFacts -> KeyByProduct -> JoinResultsAndListings -> ToTopics -> WriteTasks
 
-One reader feeds both inputs (omm.valid.listings and omm.valid.inspections).
-Per product key, :mod:`pipelines.rules.enforcement` folds the listing
-observations and results into tasks by event time: a result meets a listing
-that was on sale when the result was published (or is put back on sale
-after), an overturned result withdraws the tasks it caused. Task ids are
-deterministic.
+One reader feeds all three inputs (omm.valid.listings, omm.valid.inspections
+and the regulator's omm.review.decisions), seeded with every partition of
+each: a Flatten of several readers would hold everything downstream until they
+all ended (docs/runner-notes.md). Per product key,
+:mod:`pipelines.rules.enforcement` folds the listing observations and results
+into tasks by event time: a result meets a listing that was on sale when the
+result was published (or is put back on sale after), an overturned result
+withdraws the tasks it caused. A regulator's CONFIRM of an uncertain match
+issues its tasks, a REJECT keeps the pair from ever becoming one; each goes to
+every key of the inspected product it names (its pair is decided under one of
+them). Decisions on disputed tasks (UPHOLD, WITHDRAW) are the compliance
+pipeline's: counted, left on the topic. Task ids are deterministic.
 
 Two ways to run the fold, chosen by ``EnforceJob.in_event_order`` (by default:
 bounded batch runs in event order, everything else as events arrive):
@@ -59,6 +65,7 @@ from pipelines.rules.enforcement import (
     ListingFact,
     ResultFact,
     compact_observations,
+    decision_keys,
     fold_in_event_order,
     listing_fact,
     listing_keys,
@@ -66,6 +73,7 @@ from pipelines.rules.enforcement import (
     result_keys,
     step,
 )
+from pipelines.rules.review import DecisionFact, decision_fact
 from schemas.registry import CodecError, SchemaRegistry
 
 STAGE = "enforce"
@@ -85,10 +93,10 @@ class ReviewOut:
 
 
 class _DecodeFactsFn(beam.DoFn):
-    """Valid records -> (join key, fact) pairs, one per key the fact belongs to."""
+    """Valid records and decisions -> (join key, fact) pairs, one per key the fact belongs to."""
 
-    def __init__(self, listings_topic: str, inspections_topic: str, cfg: EnforcementConfig):
-        self._entities = {listings_topic: "listing", inspections_topic: "inspection"}
+    def __init__(self, entities: Mapping[str, str], cfg: EnforcementConfig):
+        self._entities = dict(entities)  # topic -> entity it carries
         self._cfg = cfg
 
     def setup(self) -> None:
@@ -97,6 +105,8 @@ class _DecodeFactsFn(beam.DoFn):
         self._keyed = Metrics.counter(STAGE, "keyed")
         self._unkeyed = Metrics.counter(STAGE, "unkeyed")
         self._dead = Metrics.counter(STAGE, "dead")
+        self._decisions = Metrics.counter(STAGE, "decisions")
+        self._disputes = Metrics.counter(STAGE, "disputes")
 
     def process(self, rec: KafkaRecord) -> Iterator[Any]:
         self._in.inc()
@@ -110,16 +120,25 @@ class _DecodeFactsFn(beam.DoFn):
                 DeadLetter(rec, "DECODE", type(exc).__name__, exc.reason, None, entity),
             )
             return
-        fact: ListingFact | ResultFact
+        fact: ListingFact | ResultFact | DecisionFact
         if entity == "listing":
             fact = listing_fact(record, rec.position)
             keys = listing_keys(fact, self._cfg)
-        else:
+        elif entity == "inspection":
             fact = result_fact(record, rec.position)
             keys = result_keys(fact, self._cfg)
+        else:
+            fact = decision_fact(record, rec.position)
+            self._decisions.inc()
+            if not fact.decides_a_match:
+                # UPHOLD / WITHDRAW of a disputed task: the compliance pipeline acts on it
+                self._disputes.inc()
+                return
+            keys = decision_keys(fact, self._cfg)
         if not keys:
-            # e.g. a listing with neither brand+model, model-like title token nor GTIN:
-            # nothing can match it. Counted, not lost: it stays on omm.valid.listings.
+            # e.g. a listing with neither brand+model, model-like title token nor GTIN,
+            # or a decision naming no product: nothing can match it. Counted, not lost:
+            # it stays on its topic.
             self._unkeyed.inc()
             yield pvalue.TaggedOutput(UNKEYED, fact)
             return
@@ -204,12 +223,36 @@ class _IssuedView(Mapping[str, Mapping[str, Any]]):
         return len(self._read())
 
 
+class _DecisionsView(Mapping[str, DecisionFact]):
+    """The decisions state as review id -> decision in force, read on first use (most
+    events decide no pair, and those never look)."""
+
+    def __init__(self, cell: Any) -> None:
+        self._cell = cell
+        self._latest: dict[str, DecisionFact] | None = None
+
+    def _read(self) -> dict[str, DecisionFact]:
+        if self._latest is None:
+            self._latest = self._cell.read() or {}
+        return self._latest
+
+    def __getitem__(self, review_id: str) -> DecisionFact:
+        return self._read()[review_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+
 class _JoinLiveFn(beam.DoFn):
     """Streaming: per product key, each event folded as it arrives (late evidence corrected)."""
 
     LISTINGS = BagStateSpec("listings", PickleCoder())
     RESULTS = ReadModifyWriteStateSpec("results", PickleCoder())
     ISSUED = BagStateSpec("issued", PickleCoder())
+    DECISIONS = ReadModifyWriteStateSpec("decisions", PickleCoder())
 
     def __init__(self, cfg: EnforcementConfig):
         self._cfg = cfg
@@ -223,12 +266,16 @@ class _JoinLiveFn(beam.DoFn):
         listings: Any = beam.DoFn.StateParam(LISTINGS),
         results: Any = beam.DoFn.StateParam(RESULTS),
         issued: Any = beam.DoFn.StateParam(ISSUED),
+        decisions: Any = beam.DoFn.StateParam(DECISIONS),
     ) -> Iterator[TaskOut | ReviewOut]:
         key, event = element
         saved: tuple[dict[str, ResultFact], dict[str, ResultFact]] | None = results.read()
         known, issued_as = saved if saved is not None else ({}, {})
-        state = JoinState(_BagView(listings), known, issued_as, _IssuedView(issued))
+        in_force = _DecisionsView(decisions)
+        state = JoinState(_BagView(listings), known, issued_as, _IssuedView(issued), in_force)
         change = step(key, state, event, self._cfg)
+        if change.decision is not None:
+            decisions.write({**in_force, change.decision.subject: change.decision})
         if change.observation is not None:
             listings.add(change.observation)
         if change.result is not None or change.issued_as is not None:
@@ -343,16 +390,21 @@ class Enforce(beam.PTransform):
             job.topics.valid("listing"),
             job.topics.valid("inspection"),
         )
+        entities = {
+            listings_topic: "listing",
+            inspections_topic: "inspection",
+            job.topics.decisions: "review_decision",
+        }
         records = pbegin | "ReadValid" >> ReadFromKafka(
             job.kafka,
-            [listings_topic, inspections_topic],
+            list(entities),
             group_id=job.group_id,
             start=job.start,
             idle_timeout_s=job.idle_timeout_s,
             max_records_per_poll=job.max_records_per_poll,
         )
         facts = records | "DecodeFacts" >> beam.ParDo(
-            _DecodeFactsFn(listings_topic, inspections_topic, job.config)
+            _DecodeFactsFn(entities, job.config)
         ).with_outputs(DEAD, UNKEYED, main="keyed")
         in_event_order = job.in_event_order
         if in_event_order is None:
@@ -375,6 +427,10 @@ class Enforce(beam.PTransform):
 
 @dataclass(frozen=True)
 class EnforceAccount:
+    """What enforce read and made. ``read`` counts every record of the three topics;
+    ``decisions`` is the part of it that was a regulator's decision, and ``disputes``
+    the part of those left to the compliance pipeline (UPHOLD, WITHDRAW)."""
+
     read: int
     keyed: int
     unkeyed: int
@@ -382,10 +438,12 @@ class EnforceAccount:
     tasks: int
     reviews: int
     withdrawn: int
+    decisions: int = 0
+    disputes: int = 0
 
     @property
     def balanced(self) -> bool:
-        return self.read == self.keyed + self.unkeyed + self.dead
+        return self.read == self.keyed + self.unkeyed + self.dead + self.disputes
 
 
 def account_from_metrics(result: Any) -> EnforceAccount:
@@ -402,6 +460,8 @@ def account_from_metrics(result: Any) -> EnforceAccount:
         tasks=counts.get("tasks", 0),
         reviews=counts.get("reviews", 0),
         withdrawn=counts.get("withdrawn", 0),
+        decisions=counts.get("decisions", 0),
+        disputes=counts.get("disputes", 0),
     )
 
 

@@ -8,7 +8,7 @@ nor Kafka, so every decision here is unit-tested without either.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -30,6 +30,7 @@ from pipelines.rules.matching import (
     normalise_gtin,
     normalise_model,
 )
+from pipelines.rules.review import DecisionFact, DecisionKind, decision_order, supersedes
 from pipelines.rules.sampling import PopulationVerdict, SamplingPlan, verdict
 
 
@@ -201,6 +202,14 @@ def listing_keys(listing: ListingFact, cfg: EnforcementConfig) -> list[str]:
     return sorted(k for k in keys if k)
 
 
+def decision_keys(decision: DecisionFact, cfg: EnforcementConfig) -> list[str]:
+    """Where a decision on a match must go: every join key of the inspected product it
+    names. The pair it decides is owned by one of them (:func:`owning_key` is among
+    the result's keys), and under the others it meets no pair and does nothing."""
+    keys = [_brand_model_key(decision.brand, decision.model, cfg), _gtin_key(decision.gtin)]
+    return sorted({k for k in keys if k})
+
+
 def owning_key(result: ResultFact, listing: ListingFact, cfg: EnforcementConfig) -> str | None:
     """The one key under which this pair is decided (a pair may meet under several)."""
     shared = set(result_keys(result, cfg)) & set(listing_keys(listing, cfg))
@@ -261,6 +270,11 @@ def task_id(platform: str, subject: str, inspection_id: str, kind: str) -> str:
     """Deterministic: the same (platform, listing or seller, inspection, kind) is the same task."""
     digest = hashlib.sha256(f"{platform}\x1f{subject}\x1f{inspection_id}\x1f{kind}".encode())
     return f"{kind[:3]}-{digest.hexdigest()[:24]}"
+
+
+def review_id(platform: str, listing_id: str, inspection_id: str) -> str:
+    """The MatchReview id of a (listing, result) pair; decisions on the pair name it."""
+    return task_id(platform, listing_id, inspection_id, "REVIEW")
 
 
 @dataclass(frozen=True)
@@ -379,7 +393,7 @@ def _review(
     result: ResultFact, listing: ListingFact, found: Match, issued_ms: int, cfg: EnforcementConfig
 ) -> dict[str, Any]:
     return {
-        "review_id": task_id(listing.platform, listing.listing_id, result.inspection_id, "REVIEW"),
+        "review_id": review_id(listing.platform, listing.listing_id, result.inspection_id),
         "platform": listing.platform,
         "listing_id": listing.listing_id,
         "inspection_id": result.inspection_id,
@@ -391,6 +405,111 @@ def _review(
         "match_confidence": round(found.confidence, 4),
         "reason": found.reason,
         "created_at": _at(issued_ms),
+    }
+
+
+# ------------------------------------------------------------------ a regulator's decision
+#
+# A CONFIRM or REJECT (pipelines.rules.review) stands for its pair of listing and
+# result from whenever it is read: whichever of the decision and the pair is read
+# first, the pair is decided with the decision in force when it is, so every read
+# order ends with the same tasks.
+
+
+def decide_ruled(
+    result: ResultFact,
+    listing: ListingFact,
+    key: str,
+    cfg: EnforcementConfig,
+    decisions: Mapping[str, DecisionFact],
+    issued_ms: int | None = None,
+) -> PairOutcome:
+    """:func:`decide`, then the regulator's decision in force on the pair, if any.
+
+    REJECT: the pair never becomes a task, even if a later observation of the
+    listing would match it confidently (the regulator has the last word on the
+    pair; a later CONFIRM takes it back). CONFIRM of an uncertain match: the
+    tasks a confident match would have produced, with the same ids, issued
+    when the match was confirmed (the platform cannot act on it before: its
+    deadline counts from then) or, for a pair that meets only after the
+    decision, when it meets. The review is published either way, so what is
+    published does not depend on whether the decision was read first.
+    """
+    if issued_ms is None:
+        issued_ms = max(result.published_ms, listing.observed_ms)
+    outcome = decide(result, listing, key, cfg, issued_ms)
+    if outcome.decision is Decision.IGNORE:
+        return outcome
+    ruling = decisions.get(review_id(listing.platform, listing.listing_id, result.inspection_id))
+    if ruling is None:
+        return outcome
+    if ruling.kind is DecisionKind.REJECT:
+        return PairOutcome(outcome.decision, outcome.match, review=outcome.review)
+    if (
+        ruling.kind is DecisionKind.CONFIRM
+        and outcome.match
+        and outcome.decision is Decision.REVIEW
+    ):
+        tasks = confirmed(result, listing, outcome.match, issued_ms, ruling, cfg)
+        return PairOutcome(outcome.decision, outcome.match, tasks=tasks, review=outcome.review)
+    return outcome  # confirmed, and since matched confidently: the usual tasks
+
+
+_DECIDED = {DecisionKind.CONFIRM: "confirmed", DecisionKind.REJECT: "rejected"}
+
+
+def _on_review(decision: DecisionFact) -> str:
+    return (
+        f"{_DECIDED[decision.kind]} on review by {decision.decided_by} at "
+        f"{decision.decided_at().isoformat()}: {decision.reason}"
+    )
+
+
+def confirmed(
+    result: ResultFact,
+    listing: ListingFact,
+    found: Match,
+    met_ms: int,
+    decision: DecisionFact,
+    cfg: EnforcementConfig,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The DELIST and REMEDIATION tasks of an uncertain match a regulator confirmed.
+
+    Ids, match method and confidence as the match made them; issued at the later
+    of the meeting and the decision; the reason says who confirmed it and why.
+    """
+    issued_ms = max(met_ms, decision.decided_ms)
+    delist = _delist(result, listing, found, issued_ms, cfg)
+    remediation = _remediation(result, listing, issued_ms, cfg)
+    on_review = _on_review(decision)
+    decision_ref = f"; decision {decision.evidence}"
+    return (
+        {
+            **delist,
+            "reason": f"{delist['reason']}; below the automatic threshold, {on_review}",
+            "evidence_ref": delist["evidence_ref"] + decision_ref,
+        },
+        {
+            **remediation,
+            "reason": (
+                f"{remediation['reason']} (listing {listing.platform}/{listing.listing_id} "
+                f"{on_review})"
+            ),
+            "evidence_ref": remediation["evidence_ref"] + decision_ref,
+        },
+    )
+
+
+def rejected(task: Mapping[str, Any], decision: DecisionFact) -> dict[str, Any]:
+    """A task withdrawn because the regulator rejected the match it came from."""
+    return {
+        **task,
+        "state": "WITHDRAWN",
+        "reason": (
+            f"withdrawn: the match of listing {decision.platform}/{decision.listing_id} with "
+            f"result {decision.inspection_id} was {_on_review(decision)}"
+        ),
+        "evidence_ref": f"decision {decision.evidence}",
     }
 
 
@@ -413,6 +532,7 @@ def withdrawals(
     key: str,
     cfg: EnforcementConfig,
     issued_as: ResultFact | None = None,
+    decisions: Mapping[str, DecisionFact] | None = None,
 ) -> list[dict[str, Any]]:
     """The tasks an overturned result had caused for this listing, as withdrawn.
 
@@ -422,7 +542,8 @@ def withdrawals(
     the listing's earliest ACTIVE observation, see :func:`ever_active`).
     ``issued_as`` is the version of the result that issued the tasks, so the
     withdrawn tasks keep their original dates; without it they are rebuilt from
-    the overturn record.
+    the overturn record. ``decisions``: the regulator's decisions in force (a
+    confirmed match had tasks too, a rejected one none).
 
     Known approximation: a listing live and removed again entirely before the
     original result was published gets a WITHDRAWN record for a task it never
@@ -431,7 +552,8 @@ def withdrawals(
     if not listing.active or listing.observed_ms > overturned.published_ms:
         return []
     basis = (issued_as or overturned)._replace(status="PRELIMINARY")
-    return [withdrawn(t, overturned) for t in decide(basis, listing, key, cfg).tasks]
+    outcome = decide_ruled(basis, listing, key, cfg, decisions or {})
+    return [withdrawn(t, overturned) for t in outcome.tasks]
 
 
 def _latest_key(obs: ListingFact) -> tuple[int, int, tuple[str, ...], str]:
@@ -509,14 +631,17 @@ def compacted(observations: list[ListingFact]) -> list[ListingFact]:
 # - fed out of order (the streaming stage cannot wait for the future), an
 #   observation older than a result already decided is late evidence: a listing
 #   then known to have been live at publication gets its task, and a task the
-#   late evidence shows was never due is withdrawn with a reason saying so.
+#   late evidence shows was never due is withdrawn with a reason saying so;
+# - a regulator's decision on a pair (CONFIRM, REJECT) stands from when it is
+#   read: it is folded at its decision time like any event, and every pair
+#   decided after it is decided with it (see :func:`decide_ruled`).
 
 TASK = "task"
 REVIEW = "review"
 _REVIEW_STATE = "REVIEW"
 
 Emitted = tuple[str, dict[str, Any]]  # (TASK or REVIEW, record)
-JoinEvent = ListingFact | ResultFact
+JoinEvent = ListingFact | ResultFact | DecisionFact
 
 
 @dataclass(frozen=True)
@@ -528,12 +653,14 @@ class JoinState:
     ``issued``: the latest record emitted per task id (review ids map to the
     review), so each (task, state) is emitted once and a withdrawal repeats the
     task it withdraws field for field.
+    ``decisions``: the regulator's decision in force per review id.
     """
 
     observations: Iterable[ListingFact] = ()
     results: Mapping[str, ResultFact] = field(default_factory=dict)
     issued_as: Mapping[str, ResultFact] = field(default_factory=dict)
     issued: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    decisions: Mapping[str, DecisionFact] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -544,14 +671,17 @@ class Step:
     observation: ListingFact | None = None
     result: ResultFact | None = None
     issued_as: ResultFact | None = None
+    decision: DecisionFact | None = None  # the new decision in force on its review
 
 
 def event_order(event: JoinEvent) -> tuple[Any, ...]:
     """A total order by event time: observations before a result of the same
     millisecond (a listing removed at the very moment of publication was not on
-    sale), then content, and the Kafka position last."""
+    sale), a decision after both, then content, and the Kafka position last."""
     if isinstance(event, ListingFact):
         return (event.observed_ms, 0, *_latest_key(event)[1:])
+    if isinstance(event, DecisionFact):
+        return (event.decided_ms, 2, *decision_order(event)[1:])
     return (event.published_ms, 1, *_result_order(event))
 
 
@@ -664,6 +794,8 @@ def step(key: str, state: JoinState, event: JoinEvent, cfg: EnforcementConfig) -
     """The effect of one event on one key (pure; see the section comment)."""
     if isinstance(event, ListingFact):
         return _on_listing(key, state, event, cfg)
+    if isinstance(event, DecisionFact):
+        return _on_decision(key, state, event, cfg)
     return _on_result(key, state, event, cfg)
 
 
@@ -674,6 +806,9 @@ def apply(state: JoinState, change: Step) -> JoinState:
         results[change.result.inspection_id] = change.result
     if change.issued_as is not None:
         issued_as[change.issued_as.inspection_id] = change.issued_as
+    decisions = dict(state.decisions)
+    if change.decision is not None:
+        decisions[change.decision.subject] = change.decision
     issued = dict(state.issued)
     for kind, record in change.emitted:
         if kind == TASK:
@@ -683,7 +818,7 @@ def apply(state: JoinState, change: Step) -> JoinState:
     observations = tuple(state.observations)
     if change.observation is not None:
         observations = (*observations, change.observation)
-    return JoinState(observations, results, issued_as, issued)
+    return JoinState(observations, results, issued_as, issued, decisions)
 
 
 def fold(
@@ -698,7 +833,8 @@ def fold(
     observations = list(start.observations)
     results, issued_as = dict(start.results), dict(start.issued_as)
     issued: dict[str, Mapping[str, Any]] = dict(start.issued)
-    view = JoinState(observations, results, issued_as, issued)
+    decisions = dict(start.decisions)
+    view = JoinState(observations, results, issued_as, issued, decisions)
     emitted: list[Emitted] = []
     for event in events:
         change = step(key, view, event, cfg)
@@ -709,12 +845,14 @@ def fold(
             results[change.result.inspection_id] = change.result
         if change.issued_as is not None:
             issued_as[change.issued_as.inspection_id] = change.issued_as
+        if change.decision is not None:
+            decisions[change.decision.subject] = change.decision
         for kind, record in change.emitted:
             if kind == TASK:
                 issued[record["task_id"]] = record
             else:
                 issued[record["review_id"]] = {"state": _REVIEW_STATE}
-    return JoinState(tuple(observations), results, issued_as, issued), emitted
+    return JoinState(tuple(observations), results, issued_as, issued, decisions), emitted
 
 
 def fold_in_event_order(
@@ -746,20 +884,22 @@ def _on_listing(key: str, state: JoinState, obs: ListingFact, cfg: EnforcementCo
         if res.status == "OVERTURNED":
             # a listing first seen after the overturn: its tasks, if it had any, are withdrawn
             issued_as = state.issued_as.get(result_id)
-            for task in withdrawals(res, obs, key, cfg, issued_as):
+            for task in withdrawals(res, obs, key, cfg, issued_as, state.decisions):
                 out.task(task)
             continue
         if scope_of(res) is Scope.NONE:
             continue
         if obs.observed_ms > res.published_ms:
             if obs.active:
-                out.outcome(decide(res, obs, key, cfg, issued_ms=obs.observed_ms))
+                out.outcome(
+                    decide_ruled(res, obs, key, cfg, state.decisions, issued_ms=obs.observed_ms)
+                )
             continue
         # Late evidence: this observation is at or before a result already decided.
         if history is None:
             history = timeline([o for o in state.observations if o.ref == obs.ref] + [obs])
         outcomes = [
-            decide(res, basis, key, cfg, issued_ms=since)
+            decide_ruled(res, basis, key, cfg, state.decisions, issued_ms=since)
             for since, basis in live_spells(history, res.published_ms)
         ]
         for outcome in outcomes:
@@ -772,23 +912,32 @@ def _on_listing(key: str, state: JoinState, obs: ListingFact, cfg: EnforcementCo
 
 def _withdraw_late(res: ResultFact, evidence: ListingFact, delist_id: str, out: _Emitter) -> None:
     """Withdraw what a result issued for a listing that late evidence shows was never due."""
+    _withdraw_pair(delist_id, evidence.seller_id, out, lambda t: late_withdrawn(t, res, evidence))
+
+
+def _withdraw_pair(
+    delist_id: str,
+    seller_id: str,
+    out: _Emitter,
+    withdraw: Callable[[Mapping[str, Any]], dict[str, Any]],
+) -> None:
+    """Withdraw a listing's DELIST if in force, and its seller's REMEDIATION for the same
+    result unless another of the seller's DELISTs for it stays in force."""
     delist = out.latest(delist_id)
     if delist is None or delist["state"] != "ISSUED":
         return
-    out.task(late_withdrawn(delist, res, evidence))
-    remediation_id = task_id(
-        evidence.platform, evidence.seller_id, res.inspection_id, "REMEDIATION"
-    )
-    remediation = out.latest(remediation_id)
+    out.task(withdraw(delist))
+    platform, inspection_id = delist["platform"], delist["inspection_id"]
+    remediation = out.latest(task_id(platform, seller_id, inspection_id, "REMEDIATION"))
     still_delisting = any(
         t["kind"] == "DELIST"
-        and t["inspection_id"] == res.inspection_id
-        and t["platform"] == evidence.platform
-        and t["seller_id"] == evidence.seller_id
+        and t["inspection_id"] == inspection_id
+        and t["platform"] == platform
+        and t["seller_id"] == seller_id
         for t in out.issued_tasks()
     )
     if remediation is not None and remediation["state"] == "ISSUED" and not still_delisting:
-        out.task(late_withdrawn(remediation, res, evidence))
+        out.task(withdraw(remediation))
 
 
 def late_withdrawn(
@@ -843,7 +992,7 @@ def _on_result(key: str, state: JoinState, res: ResultFact, cfg: EnforcementConf
         else:
             # the issuing version was never seen (e.g. compacted away): rebuild from event times
             for listing in ever_active(compact_observations(state.observations)).values():
-                for task in withdrawals(res, listing, key, cfg):
+                for task in withdrawals(res, listing, key, cfg, decisions=state.decisions):
                     out.task(task)
         return Step(tuple(out.emitted), result=res, issued_as=new_issued_as)
     if scope_of(res) is not Scope.NONE:
@@ -853,5 +1002,36 @@ def _on_result(key: str, state: JoinState, res: ResultFact, cfg: EnforcementConf
                 meetings.append((since, _latest_key(basis), basis))
         # earliest first: a seller's REMEDIATION comes from its earliest matching listing
         for since, _, basis in sorted(meetings, key=lambda m: (m[0], m[1])):
-            out.outcome(decide(res, basis, key, cfg, issued_ms=since))
+            out.outcome(decide_ruled(res, basis, key, cfg, state.decisions, issued_ms=since))
     return Step(tuple(out.emitted), result=res, issued_as=new_issued_as)
+
+
+def _on_decision(
+    key: str, state: JoinState, decision: DecisionFact, cfg: EnforcementConfig
+) -> Step:
+    """A regulator's CONFIRM or REJECT: decide its pair again with it, if the pair is here.
+
+    An older decision read after a newer one changes nothing (the newer stands).
+    A pair not met yet (its listing or result not read, or owned by another of
+    the product's keys) is decided with the decision when it meets.
+    """
+    if not decision.decides_a_match or not supersedes(
+        decision, state.decisions.get(decision.subject)
+    ):
+        return Step()
+    decisions = {**state.decisions, decision.subject: decision}
+    out = _Emitter(state.issued)
+    res = state.results.get(decision.inspection_id or "")
+    if res is not None and res.status != "OVERTURNED" and scope_of(res) is not Scope.NONE:
+        ref = (decision.platform, decision.listing_id)
+        history = timeline([o for o in state.observations if o.ref == ref])
+        for since, basis in live_spells(history, res.published_ms):
+            out.outcome(decide_ruled(res, basis, key, cfg, decisions, issued_ms=since))
+    if decision.kind is DecisionKind.REJECT and decision.inspection_id is not None:
+        delist_id = task_id(
+            decision.platform, decision.listing_id, decision.inspection_id, "DELIST"
+        )
+        delist = out.latest(delist_id)
+        if delist is not None:
+            _withdraw_pair(delist_id, delist["seller_id"], out, lambda t: rejected(t, decision))
+    return Step(tuple(out.emitted), decision=decision)

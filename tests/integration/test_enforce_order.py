@@ -4,6 +4,10 @@ Regression for issue 8, defect 1: bounded runs over the same inputs gave
 different task sets (DELIST tasks for listings already removed before the
 result was published, when the result happened to be read before the
 removal; REMEDIATION fields from whichever listing was read first).
+Look-alikes of one failed product wait for review, and a regulator's
+decisions on them (omm.review.decisions, read by the same reader) confirm,
+reject, or confirm and then reject them (issue 10); in the second namespace
+the decisions are written before everything else.
 
 The same market (10 platforms; listings removed before, removed after and
 re-listed after a FAIL; a counterfeit at one seller; a pass; an overturn) is
@@ -37,6 +41,8 @@ from omm.config import load_platforms
 from omm.generate import CATALOG, FeedGenerator
 from omm.jobs import enforce_job
 from pipelines.enforce import EnforceAccount, run_enforce
+from pipelines.rules.enforcement import review_id
+from pipelines.rules.review import DecisionKind, match_decision
 from tests.helpers import REGISTRY, fresh_namespace
 
 pytestmark = pytest.mark.integration
@@ -49,6 +55,7 @@ OVERTURNED = CATALOG[4]  # a FAIL overturned on re-inspection
 PASSED = CATALOG[5]
 COUNTERFEIT = CATALOG[6]  # sampled seller only
 LISTINGS_PER_PRODUCT = 5  # per platform
+LOOK_ALIKE = FAILED[1]  # Midea KX-2000A, offered as KX-2000AS on every platform: reviews
 PARTITIONS = 3
 IDLE_S = 3.0
 
@@ -62,6 +69,9 @@ class Market:
     removed_before: set[tuple[str, str]] = field(default_factory=set)
     live_at_result: set[tuple[str, str]] = field(default_factory=set)
     relisted_after: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    look_alikes: set[tuple[str, str]] = field(default_factory=set)
+    confirmed: set[tuple[str, str]] = field(default_factory=set)  # the latest decision: CONFIRM
 
 
 def build_market(seed: int = 8) -> Market:
@@ -112,7 +122,53 @@ def build_market(seed: int = 8) -> Market:
             "published_at": PUBLISHED,
         }
     )
+    add_look_alikes(market, gen, n)
     return market
+
+
+def add_look_alikes(market: Market, gen: FeedGenerator, n: int) -> None:
+    """One look-alike per platform, on sale throughout, and the regulator's decisions:
+    CONFIRM, REJECT, CONFIRM then REJECT, or none (by platform, in turn)."""
+    result = next(r for r in market.results if r["model"] == LOOK_ALIKE.model)
+    for k, platform in enumerate(PLATFORMS):
+        listing = {
+            **gen.listing(platform, n + 1 + k, LOOK_ALIKE),
+            "seller_id": f"{platform}-s009",
+            "model": "KX-2000AS",
+            "title": "Midea 电饭煲 KX-2000AS",
+            "manufacturer": None,
+            "gtin": None,
+            "observed_at": PUBLISHED - timedelta(hours=30),
+        }
+        market.listings.append([listing])
+        ref = (platform, listing["listing_id"])
+        market.look_alikes.add(ref)
+        review = {
+            "review_id": review_id(platform, listing["listing_id"], result["inspection_id"]),
+            "platform": platform,
+            "listing_id": listing["listing_id"],
+            "inspection_id": result["inspection_id"],
+        }
+        kinds = [
+            [DecisionKind.CONFIRM],
+            [DecisionKind.REJECT],
+            [DecisionKind.CONFIRM, DecisionKind.REJECT],
+            [],
+        ][k % 4]
+        for j, kind in enumerate(kinds):
+            market.decisions.append(
+                match_decision(
+                    kind,
+                    review,
+                    result,
+                    decided_by="samr-officer-17",
+                    reason=f"{kind.value.lower()}ed after checking listing {k}",
+                    decided_at=PUBLISHED + timedelta(hours=3 + j, minutes=k),
+                    decision_id=f"d-{k:02d}{j}",
+                )
+            )
+        if kinds and kinds[-1] is DecisionKind.CONFIRM:
+            market.confirmed.add(ref)
 
 
 def send_in_order(producer: Any, sends: list[tuple[str, int, bytes, bytes]]) -> None:
@@ -158,8 +214,16 @@ def produce(
         (result_topic, 0, r["inspection_id"].encode(), REGISTRY.encode("inspection", r))
         for r in market.results
     ]
+    decision_sends = [
+        (topics.decisions, 0, d["review_id"].encode(), REGISTRY.encode("review_decision", d))
+        for d in market.decisions
+    ]
     producer = kafka_client.producer(bootstrap)
-    sends = result_sends + listing_sends if results_first else listing_sends + result_sends
+    sends = (
+        decision_sends + result_sends + listing_sends
+        if results_first
+        else listing_sends + result_sends + decision_sends
+    )
     send_in_order(producer, sends)
     producer.close()
 
@@ -258,6 +322,8 @@ def test_four_bounded_runs_write_byte_identical_task_sets(
         )
     first = four_runs[0][2]
     assert first, "the scenario must produce tasks"
+    assert any("confirmed on review" in t.get("reason", "") for t in decoded(first))
+    assert any("rejected on review" in t.get("reason", "") for t in decoded(first))
     for poll, _, records in four_runs[1:]:
         assert len(records) == len(first), f"poll={poll}: {len(records)} vs {len(first)} records"
         assert records == first, f"poll={poll}: task records differ from the first run"
@@ -272,7 +338,9 @@ def test_tasks_follow_event_time(
     delisted = {
         (t["platform"], t["listing_id"])
         for t in tasks
-        if t["kind"] == "DELIST" and t["inspection_id"] in failed_ids
+        if t["kind"] == "DELIST"
+        and t["inspection_id"] in failed_ids
+        and (t["platform"], t["listing_id"]) not in market.look_alikes
     }
     in_scope = {
         (h[0]["platform"], h[0]["listing_id"]) for h in market.listings if h[0]["model"] in products
@@ -282,9 +350,21 @@ def test_tasks_follow_event_time(
     # live at publication (removed after it or not at all), or back on sale after it: a task
     assert delisted == (market.live_at_result | set(market.relisted_after)) & in_scope
     for t in tasks:
+        ref = (t["platform"], t["listing_id"])
         if t["kind"] == "DELIST" and t["inspection_id"] in failed_ids:
-            back = market.relisted_after.get((t["platform"], t["listing_id"]))
+            if ref in market.look_alikes:  # issued when confirmed, withdrawn when rejected
+                said = "confirmed" if t["state"] == "ISSUED" else "rejected"
+                assert t["issued_at"] > PUBLISHED and f"{said} on review" in t["reason"], t
+                continue
+            back = market.relisted_after.get(ref)
             assert t["issued_at"] == (back or PUBLISHED), t
+    # the look-alikes: a task in force exactly where the latest decision is a CONFIRM
+    latest = {t["task_id"]: t for t in tasks}
+    assert {
+        (t["platform"], t["listing_id"])
+        for t in latest.values()
+        if t["kind"] == "DELIST" and t["state"] == "ISSUED"
+    } & market.look_alikes == market.confirmed
     # the overturned result's tasks are all withdrawn, each once
     overturned = [t for t in tasks if t["inspection_id"] == "SAMR-2026-00005"]
     issued = {t["task_id"] for t in overturned if t["state"] == "ISSUED"}
@@ -296,9 +376,9 @@ _POSITION = re.compile(r"(\S+)/(\d+)/(\d+)")
 
 
 def resolve_positions(bootstrap: str, topics: TopicNames) -> dict[str, str]:
-    """topic/partition/offset of every valid record -> digest of its bytes."""
+    """topic/partition/offset of every valid record and decision -> digest of its bytes."""
     consumer = kafka_client.consumer(bootstrap)
-    names = [topics.valid("listing"), topics.valid("inspection")]
+    names = [topics.valid("listing"), topics.valid("inspection"), topics.decisions]
     tps = [TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or []]
     ends = consumer.end_offsets(tps)
     consumer.assign(tps)

@@ -159,6 +159,10 @@ def test_pipelines_and_regulator_have_only_their_own_rights(secured: SecuredClus
     _send(secured, REGULATOR, secured.topics.regulator("inspections"), b"x")
     with pytest.raises(TopicAuthorizationFailedError):
         _send(secured, REGULATOR, secured.topics.feed(A, "listings"), value)
+    # a decision on a review is the regulator's word: no pipeline may write one
+    _send(secured, REGULATOR, secured.topics.decisions, b"x")
+    with pytest.raises(TopicAuthorizationFailedError):
+        _send(secured, PIPELINES, secured.topics.decisions, b"x")
 
 
 def test_acls_on_the_broker_are_exactly_the_configured_ones(secured: SecuredCluster) -> None:

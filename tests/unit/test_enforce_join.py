@@ -20,7 +20,9 @@ from apache_beam.testing.util import assert_that
 from omm.beam_runtime import pipeline_args_with_defaults
 from pipelines.enforce import JoinResultsAndListings, ReviewOut, TaskOut
 from pipelines.rules.enforcement import JoinEvent, fold_in_event_order
+from pipelines.rules.review import DecisionKind
 from tests.unit.test_enforcement_order import CFG, KEY, in_force, observation, result
+from tests.unit.test_review_decisions import LOOK_ALIKE, decision
 
 
 def market() -> list[JoinEvent]:
@@ -65,6 +67,44 @@ def test_join_stage_matches_the_pure_fold(in_event_order: bool) -> None:
     events = market()
     expected = fold_in_event_order(KEY, events, CFG)
     assert in_force(expected)  # the world issues tasks at all
+
+    options = PipelineOptions(pipeline_args_with_defaults(None, streaming=False))
+    with beam.Pipeline(options=options) as pipeline:
+        outputs = (
+            pipeline
+            | "Events" >> beam.Create([(KEY, e) for e in reversed(events)])
+            | "Join" >> JoinResultsAndListings(CFG, in_event_order)
+        )
+        assert_that(outputs, matches(expected, exactly=in_event_order))
+
+
+def market_with_decisions() -> list[JoinEvent]:
+    """The market above, plus look-alikes (reviews) a regulator confirmed or rejected,
+    one decided twice (the later REJECT wins), and one confirmed before it met."""
+    events = market()
+    fail = result(1, minutes=120)
+    for n in range(101, 111):
+        look_alike = observation(n, 10, model=LOOK_ALIKE, position=n * 10)
+        events.append(look_alike)
+        kind = DecisionKind.CONFIRM if n % 2 else DecisionKind.REJECT
+        events.append(decision(kind, look_alike, fail, 300 + n, n=n, position=n))
+    twice = observation(111, 10, model=LOOK_ALIKE, position=1110)
+    events += [
+        twice,
+        decision(DecisionKind.CONFIRM, twice, fail, 400, n=201, position=201),
+        decision(DecisionKind.REJECT, twice, fail, 450, n=202, position=202),
+    ]
+    late = observation(112, 500, model=LOOK_ALIKE, position=1120)  # on sale after it was confirmed
+    events += [late, decision(DecisionKind.CONFIRM, late, fail, 350, n=203, position=203)]
+    return events
+
+
+@pytest.mark.parametrize("in_event_order", [True, False])
+def test_join_stage_with_decisions_matches_the_pure_fold(in_event_order: bool) -> None:
+    events = market_with_decisions()
+    expected = fold_in_event_order(KEY, events, CFG)
+    confirmed = [r for k, r in expected if k == "task" and "confirmed on review" in r["reason"]]
+    assert len({t["listing_id"] for t in confirmed if t["kind"] == "DELIST"}) == 7
 
     options = PipelineOptions(pipeline_args_with_defaults(None, streaming=False))
     with beam.Pipeline(options=options) as pipeline:

@@ -33,6 +33,7 @@ def producible(names: TopicNames) -> dict[str, str | None]:
     out[names.feedback(None)] = "rejection"
     out[names.dlq] = None  # original bytes of any entity
     out[names.review] = "match_review"
+    out[names.decisions] = "review_decision"
     out[names.feed_health] = "feed_health"
     return out
 
