@@ -495,7 +495,7 @@ def _ready_for_enforce(bootstrap: str | None, prefix: str) -> str:
 
     cluster = _reach(bootstrap)
     names = TopicNames(prefix)
-    wanted = [names.valid("listing"), names.valid("inspection"), names.review]
+    wanted = [names.valid("listing"), names.valid("inspection"), names.review, names.decisions]
     cluster.require(wanted + [names.tasks(p) for p in load_platforms().ids], prefix)
     return cluster.bootstrap
 

@@ -47,7 +47,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec
 
 from connectors.beam_io import ReadFromKafka, WriteToKafka
@@ -74,6 +74,7 @@ from pipelines.rules.enforcement import (
     step,
 )
 from pipelines.rules.review import DecisionFact, decision_fact
+from pipelines.running import counters, run
 from schemas.registry import CodecError, SchemaRegistry
 
 STAGE = "enforce"
@@ -447,11 +448,7 @@ class EnforceAccount:
 
 
 def account_from_metrics(result: Any) -> EnforceAccount:
-    counts: dict[str, int] = {}
-    for counter in result.metrics().query()["counters"]:
-        if counter.key.metric.namespace == STAGE:
-            name = counter.key.metric.name
-            counts[name] = counts.get(name, 0) + (counter.committed or counter.attempted or 0)
+    counts = counters(result, STAGE)
     return EnforceAccount(
         read=counts.get("in", 0),
         keyed=counts.get("keyed", 0),
@@ -466,8 +463,4 @@ def account_from_metrics(result: Any) -> EnforceAccount:
 
 
 def run_enforce(job: EnforceJob, pipeline_args: list[str]) -> EnforceAccount:
-    pipeline = beam.Pipeline(options=PipelineOptions(pipeline_args))
-    _ = pipeline | "Enforce" >> Enforce(job)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return account_from_metrics(result)
+    return account_from_metrics(run("Enforce", Enforce(job), pipeline_args))
