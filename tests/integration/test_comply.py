@@ -215,15 +215,26 @@ def test_every_transition_in_one_bounded_run(market: Market) -> None:
     assert total["kpi1_removed_within_deadline"] == round(3 / 7, 4)
 
 
-def test_a_deadline_across_labour_day(market: Market) -> None:
+def test_deadlines_across_a_holiday_and_a_make_up_day(market: Market) -> None:
     # issued Thu 30 April: 1, 4, 5 May are holidays, so the deadline is the end of 7 May
     market.task("holiday", "H1", cst(4, 30, 10), end_of(5, 7))
     market.seen("H1", cst(5, 7, 20), active=False)
+    # issued Fri 8 May: Saturday 9 May is a make-up working day, so the deadline is the
+    # end of Monday 11 May; the listing comes back on Tuesday 12 May, a re-listing whose
+    # own deadline counts the same calendar: the end of Thursday 14 May
+    market.task("make-up", "M1", cst(5, 8, 16), end_of(5, 11))
+    market.seen("M1", cst(5, 9, 16), active=False)
+    market.seen("M1", cst(5, 12, 9), active=True)
     market.comply()
-    s = market.statuses()["holiday"]
+    statuses = market.statuses()
+    s = statuses["holiday"]
     assert s["status"] == "COMPLETED_ON_TIME"
     # 14 h on 30 April, 24 on 6 May, 20 on 7 May: the holidays and the weekend do not count
     assert s["working_hours_to_takedown"] == 58.0
+    m = statuses["make-up"]
+    # taken down on the make-up Saturday: 8 h of Friday and 16 of Saturday count
+    assert (m["first_outcome"], m["working_hours_to_takedown"]) == ("COMPLETED_ON_TIME", 24.0)
+    assert (m["status"], m["deadline_at"]) == ("OVERDUE", end_of(5, 14))
 
 
 def test_restarting_midway_ends_in_the_same_statuses(market: Market, kafka_bootstrap: str) -> None:
