@@ -65,7 +65,7 @@ from pipelines.rules.compliance import (
     TaskOutcome,
     scorecards,
 )
-from pipelines.running import counters, run
+from pipelines.running import account, run
 from schemas.registry import CodecError, SchemaRegistry
 
 STAGE = "comply"
@@ -510,16 +510,7 @@ class ComplyAccount:
 
 
 def account_from_metrics(result: Any) -> ComplyAccount:
-    counts = counters(result, STAGE)
-    return ComplyAccount(
-        read=counts.get("in", 0),
-        tracked=counts.get("tracked", 0),
-        untracked=counts.get("untracked", 0),
-        dead=counts.get("dead", 0),
-        statuses=counts.get("statuses", 0),
-        deadlines_fired=counts.get("deadlines_fired", 0),
-        scorecards=counts.get("scorecards", 0),
-    )
+    return account(ComplyAccount, result, STAGE)
 
 
 def run_comply(job: ComplyJob, pipeline_args: list[str]) -> ComplyAccount:

@@ -74,7 +74,7 @@ from pipelines.rules.enforcement import (
     step,
 )
 from pipelines.rules.review import DecisionFact, decision_fact
-from pipelines.running import counters, run
+from pipelines.running import account, run
 from schemas.registry import CodecError, SchemaRegistry
 
 STAGE = "enforce"
@@ -448,18 +448,7 @@ class EnforceAccount:
 
 
 def account_from_metrics(result: Any) -> EnforceAccount:
-    counts = counters(result, STAGE)
-    return EnforceAccount(
-        read=counts.get("in", 0),
-        keyed=counts.get("keyed", 0),
-        unkeyed=counts.get("unkeyed", 0),
-        dead=counts.get("dead", 0),
-        tasks=counts.get("tasks", 0),
-        reviews=counts.get("reviews", 0),
-        withdrawn=counts.get("withdrawn", 0),
-        decisions=counts.get("decisions", 0),
-        disputes=counts.get("disputes", 0),
-    )
+    return account(EnforceAccount, result, STAGE)
 
 
 def run_enforce(job: EnforceJob, pipeline_args: list[str]) -> EnforceAccount:
