@@ -79,6 +79,10 @@ class TopicNames:
     def scorecards(self) -> str:
         return self._n("omm.compliance.scorecards")
 
+    def compliance(self, platform: str) -> str:
+        """The statuses of one platform's tasks, for that platform to read."""
+        return self._n(f"omm.compliance.{platform}")
+
     @property
     def feed_health(self) -> str:
         return self._n("omm.feed.health")

@@ -509,7 +509,10 @@ def _ready_for_comply(bootstrap: str | None, prefix: str) -> str:
     names = TopicNames(prefix)
     wanted = [names.valid("listing"), names.valid("takedown"), names.decisions]
     wanted += [names.compliance_status, names.scorecards]
-    cluster.require(wanted + [names.tasks(p) for p in load_platforms().ids], prefix)
+    ids = load_platforms().ids
+    cluster.require(
+        wanted + [names.tasks(p) for p in ids] + [names.compliance(p) for p in ids], prefix
+    )
     return cluster.bootstrap
 
 

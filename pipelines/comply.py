@@ -440,18 +440,20 @@ def status_record(s: Status) -> dict[str, Any]:
 
 
 class _StatusMessageFn(beam.DoFn):
+    """Each status to the regulator's topic and to the platform's own, keyed by task."""
+
     def __init__(self, topics: TopicNames):
-        self._topic = topics.compliance_status
+        self._topics = topics
 
     def setup(self) -> None:
         self._registry = SchemaRegistry.load()
 
     def process(self, status: Status) -> Iterator[OutboundMessage]:
-        yield OutboundMessage(
-            topic=self._topic,
-            key=status.task_id.encode("utf-8"),
-            value=self._registry.encode("compliance_status", status_record(status)),
-        )
+        key = status.task_id.encode("utf-8")
+        value = self._registry.encode("compliance_status", status_record(status))
+        yield OutboundMessage(topic=self._topics.compliance_status, key=key, value=value)
+        # the platform sees its notices counted (and what contradicted them)
+        yield OutboundMessage(topic=self._topics.compliance(status.platform), key=key, value=value)
 
 
 # ------------------------------------------------------------------ the pipeline

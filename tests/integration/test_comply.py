@@ -208,6 +208,12 @@ def test_every_transition_in_one_bounded_run(market: Market) -> None:
     assert s["overdue"]["evidence_kind"] == "DEADLINE"
     assert s["overdue"]["changed_at"] == end_of(3, 4)
     assert s["withdrawn"]["note"] == "result overturned"
+    # the platform reads its own tasks' statuses, the same records
+    own = {m.key: m.record for m in read_all(market.bootstrap, market.topics.compliance("jd"))}
+    assert {k.decode(): r["status"] for k, r in own.items() if k and r} == {
+        t: r["status"] for t, r in s.items()
+    }
+    assert read_all(market.bootstrap, market.topics.compliance("tmall")) == []
     total = market.scorecards()["jd|TOTAL"]
     assert (total["tasks_issued"], total["completed_on_time"], total["completed_late"]) == (8, 3, 1)
     assert (total["overdue"], total["withdrawn"], total["relisted"]) == (4, 1, 1)
