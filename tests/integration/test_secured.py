@@ -179,6 +179,9 @@ def test_acls_on_the_broker_are_exactly_the_configured_ones(secured: SecuredClus
         f"User:{A} DESCRIBE topic {p}omm.tasks.{A}",
         f"User:{A} READ topic {p}omm.feedback.{A}",
         f"User:{A} DESCRIBE topic {p}omm.feedback.{A}",
+        # its own tasks' compliance statuses (omm.compliance.<platform>)
+        f"User:{A} READ topic {p}omm.compliance.{A}",
+        f"User:{A} DESCRIBE topic {p}omm.compliance.{A}",
         f"User:{A} READ group {A}.*",
         f"User:{A} READ group {p}{A}.*",
     }
