@@ -52,7 +52,7 @@ from connectors.beam_io import Clock, ReadFromKafka, WriteToKafka
 from connectors.connection import KafkaConnection
 from connectors.records import ClockTick, KafkaRecord, OutboundMessage
 from connectors.topics import TopicNames
-from pipelines.dead_letters import DeadLetter, ToDeadLetters
+from pipelines.dead_letters import DeadLetter, ToDeadLetters, decode_or_dead_letter
 from pipelines.rules.compliance import (
     ComplianceConfig,
     Decision,
@@ -66,7 +66,7 @@ from pipelines.rules.compliance import (
     scorecards,
 )
 from pipelines.running import account, run
-from schemas.registry import CodecError, SchemaRegistry
+from schemas.registry import SchemaRegistry
 
 STAGE = "comply"
 CONNECTOR = "omm-comply"
@@ -154,13 +154,10 @@ class _DecodeEvidenceFn(beam.DoFn):
         rec = element
         self._in.inc()
         entity = self._entities[rec.topic]
-        try:
-            _, record = self._registry.decode(rec.value or b"", expected_entity=entity)
-        except CodecError as exc:
+        record = decode_or_dead_letter(self._registry, rec, entity)
+        if isinstance(record, DeadLetter):
             self._dead.inc()
-            yield pvalue.TaggedOutput(
-                DEAD, DeadLetter(rec, "DECODE", type(exc).__name__, exc.reason, None, entity)
-            )
+            yield pvalue.TaggedOutput(DEAD, record)
             return
         item = _evidence(entity, record, rec)
         if item is None:

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import apache_beam as beam
 
@@ -86,6 +87,17 @@ _ERROR_CLASSES: dict[str, type] = {
         RuleViolation,
     )
 }
+
+
+def decode_or_dead_letter(
+    registry: SchemaRegistry, rec: KafkaRecord, entity: str
+) -> dict[str, Any] | DeadLetter:
+    """A record of omm's own topics decoded as ``entity``, or the dead letter saying why not
+    (what enforce and comply do with every record they read)."""
+    try:
+        return registry.decode(rec.value or b"", expected_entity=entity)[1]
+    except CodecError as exc:
+        return DeadLetter(rec, "DECODE", type(exc).__name__, exc.reason, None, entity)
 
 
 def _qualified(cls: type) -> str:

@@ -54,7 +54,7 @@ from connectors.beam_io import ReadFromKafka, WriteToKafka
 from connectors.connection import KafkaConnection
 from connectors.records import KafkaRecord, OutboundMessage
 from connectors.topics import TopicNames
-from pipelines.dead_letters import DeadLetter, ToDeadLetters
+from pipelines.dead_letters import DeadLetter, ToDeadLetters, decode_or_dead_letter
 from pipelines.rules.enforcement import (
     REVIEW,
     TASK,
@@ -75,7 +75,7 @@ from pipelines.rules.enforcement import (
 )
 from pipelines.rules.review import DecisionFact, decision_fact
 from pipelines.running import account, run
-from schemas.registry import CodecError, SchemaRegistry
+from schemas.registry import SchemaRegistry
 
 STAGE = "enforce"
 CONNECTOR = "omm-enforce"
@@ -112,14 +112,10 @@ class _DecodeFactsFn(beam.DoFn):
     def process(self, rec: KafkaRecord) -> Iterator[Any]:
         self._in.inc()
         entity = self._entities[rec.topic]
-        try:
-            _, record = self._registry.decode(rec.value or b"", expected_entity=entity)
-        except CodecError as exc:
+        record = decode_or_dead_letter(self._registry, rec, entity)
+        if isinstance(record, DeadLetter):
             self._dead.inc()
-            yield pvalue.TaggedOutput(
-                DEAD,
-                DeadLetter(rec, "DECODE", type(exc).__name__, exc.reason, None, entity),
-            )
+            yield pvalue.TaggedOutput(DEAD, record)
             return
         fact: ListingFact | ResultFact | DecisionFact
         if entity == "listing":
