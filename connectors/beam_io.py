@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,17 +84,21 @@ class Clock:
     shards: int
 
 
-# Idle clocks for bounded reads, per (read id, topic, partition): when the
-# partition was first found with nothing new since its last record. A bounded
-# read ends only when EVERY partition of the read has been idle for the
-# window: ending partitions one by one let a quiet topic (the results) stop
-# while a busy one (a million listings) was still loading, so the results
-# published afterwards were never read. Process-wide rather than per DoFn
-# instance because a runner may hand a deferred remainder to a fresh instance.
+# Idle clocks for bounded reads. A bounded read ends only when EVERY partition
+# of the read has been visited and found with nothing new since its last
+# records (_IDLE_SINCE, per (read id, topic, partition)) and no partition of the
+# read has had records for the window (_QUIET_SINCE, per read id): ending
+# partitions one by one let a quiet topic (the results) stop while a busy one (a
+# million listings) was still loading, so the results published afterwards were
+# never read. The window counts from the read's last records rather than from
+# each partition's first empty visit, which a hundred partitions waiting their
+# turn delayed by seconds. Process-wide rather than per DoFn instance because a
+# runner may hand a deferred remainder to a fresh instance.
 # A bounded read therefore assumes its partitions are read in one process (the
 # FnApiRunner, or Prism with the LOOPBACK environment); on a multi-worker runner
 # run streaming instead.
 _IDLE_SINCE: dict[tuple[str, str, int], float] = {}
+_QUIET_SINCE: dict[str, float] = {}  # read id -> when it began or last got records
 # Turns, in rounds: each partition of a read gets one turn per round, and a
 # partition that had its turn gives way while others of the round still wait.
 # The runner hands deferred partitions back in the same order every bundle, and a
@@ -112,12 +116,12 @@ _IDLE_LOCK = threading.Lock()
 def _all_idle(
     read_id: str, partitions: frozenset[tuple[str, int]], now: float, window_s: float
 ) -> bool:
-    """Whether every partition of the read has been idle for the window. A partition
-    not visited yet is not idle: its records may be the ones still to come."""
+    """Whether the read has had no records for the window and every partition has
+    been visited since its last records. A partition not visited yet is not idle:
+    its records may be the ones still to come."""
     with _IDLE_LOCK:
-        return all(
-            now - _IDLE_SINCE.get((read_id, *tp), now) >= window_s and (read_id, *tp) in _IDLE_SINCE
-            for tp in partitions
+        return now - _QUIET_SINCE.get(read_id, now) >= window_s and all(
+            (read_id, *tp) in _IDLE_SINCE for tp in partitions
         )
 
 
@@ -150,8 +154,16 @@ class _ReadPartitionFn(beam.DoFn):
         max_records_per_poll: int,
         poll_timeout_ms: int,
         clock: Clock | None = None,
+        starts: Mapping[tuple[str, int], int] | None = None,
+        commit_group: str | None = None,
     ) -> None:
         self._clock = clock
+        # commit what each bundle read once the runner has finalized it (see ReadFromKafka)
+        self._commit_group = commit_group
+        self._committer: Any = None
+        self._bundle_read: dict[tuple[str, int], int] = {}
+        # where each partition's read starts: the fetcher joins them all at setup
+        self._starts = dict(starts or {})
         self._bootstrap = kafka.bootstrap
         self._security = kafka.security
         self._read_id = read_id
@@ -174,6 +186,15 @@ class _ReadPartitionFn(beam.DoFn):
             security=self._security,
             policy=self._policy,
         )
+        # warm before the first record: every partition assigned and fetching, so the
+        # first records read are as quick as later ones
+        self._fetcher.assign_all(self._starts)
+        if self._commit_group is not None:
+            self._committer = delivery.connect(
+                lambda: kafka_client.admin(self._bootstrap, self._security, self._policy),
+                f"connecting the offset committer ({self._bootstrap})",
+                self._policy,
+            )
         self._outage = delivery.OutageClock(
             f"reading ({self._bootstrap})",
             self._policy.outage_budget_s,
@@ -183,6 +204,8 @@ class _ReadPartitionFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._bundle_started = None
         self._bundle_records = 0
+        # a fresh map per bundle: the finalizer of the bundle before holds its own
+        self._bundle_read = {}
 
     def _bundle_budget(self, now: float) -> int:
         """Records this bundle may still read (0: end the bundle so its outputs get committed)."""
@@ -196,12 +219,33 @@ class _ReadPartitionFn(beam.DoFn):
         if self._fetcher is not None:
             self._fetcher.close()
             self._fetcher = None
+        if self._committer is not None:
+            self._committer.close()
+            self._committer = None
+
+    def _commit_when_finalized(
+        self, topic: str, partition: int, next_offset: int, finalizer: Any
+    ) -> None:
+        """Note what this bundle read; the first note of a bundle asks the runner to
+        call back once the bundle is durable, and the callback commits it all."""
+        if self._commit_group is None:
+            return
+        read = self._bundle_read
+        if not read:
+            finalizer.register(lambda: self._commit(read))
+        read[(topic, partition)] = next_offset
+
+    def _commit(self, read: dict[tuple[str, int], int]) -> None:
+        if self._committer is not None and self._commit_group is not None and read:
+            kafka_client.commit_offsets(self._committer, self._commit_group, read, self._policy)
 
     def process(
         self,
         seed: PartitionSeed,
-        # Beam injects a RestrictionTrackerView and the estimator; the defaults
-        # are Beam's parameter markers, hence Any.
+        # Beam injects the bundle's finalizer, a RestrictionTrackerView and the
+        # estimator; the defaults are Beam's parameter markers, hence Any. The
+        # finalizer comes first: Beam passes it by position, the other two by name.
+        finalizer: Any = beam.DoFn.BundleFinalizerParam,
         tracker: Any = _RESTRICTION_PARAM,
         watermark: Any = _WATERMARK_PARAM,
     ) -> Iterator[Any]:
@@ -216,10 +260,18 @@ class _ReadPartitionFn(beam.DoFn):
             yield from self._tick(seed.partition, start, tracker, watermark)
             return
         idle_key = (self._read_id, seed.topic, seed.partition)
+        with _IDLE_LOCK:
+            _QUIET_SINCE.setdefault(self._read_id, time.monotonic())
         budget = self._bundle_budget(time.monotonic())
         if budget == 0 or not self._my_turn(idle_key):
             # untouched, for a later bundle: this one ends and gets committed
             tracker.defer_remainder()
+            return
+        if self._read_is_over(seed, start, time.monotonic()):
+            # the read is over: end without another poll (a hundred idle partitions
+            # polling once more each made a bounded read end seconds after it was over)
+            tracker.try_claim(_END - 1)
+            self._ended(seed)
             return
         records = self._fetcher.take(
             seed.topic, seed.partition, start, min(self._max_records, budget), self._poll_timeout_ms
@@ -228,6 +280,7 @@ class _ReadPartitionFn(beam.DoFn):
         if records:
             with _IDLE_LOCK:
                 _IDLE_SINCE.pop(idle_key, None)
+                _QUIET_SINCE[self._read_id] = now
             self._outage.ok()
             newest = records[0].timestamp
             deadline = (self._bundle_started or now) + self._policy.commit_every_s
@@ -260,6 +313,10 @@ class _ReadPartitionFn(beam.DoFn):
             if current is None or ts > current:
                 watermark.set_watermark(ts)
             self._records_read.inc(claimed)
+            if claimed:
+                self._commit_when_finalized(
+                    seed.topic, seed.partition, records[claimed - 1].offset + 1, finalizer
+                )
             tracker.defer_remainder()
             return
         # Nothing new: quiet, or the broker is gone. Ask it now and then; the
@@ -279,14 +336,22 @@ class _ReadPartitionFn(beam.DoFn):
             # one has nothing left to fetch: a partition can go a long time
             # between its turns while others are processed, which is not idleness.
             # An ended partition keeps its idle clock, so it counts as idle.
-            if _all_idle(
-                self._read_id, self._partitions, now, self._idle_timeout_s
-            ) and self._fetcher.caught_up(seed.topic, seed.partition, start):
+            if self._read_is_over(seed, start, now):
                 # Claiming the last position ends this partition's restriction.
                 tracker.try_claim(_END - 1)
                 self._ended(seed)
                 return
         tracker.defer_remainder(Duration(seconds=0.05))
+
+    def _read_is_over(self, seed: PartitionSeed, start: int, now: float) -> bool:
+        """Whether a bounded read is over for this partition: every partition of the
+        read empty-handed for the whole window, and this one read to its end."""
+        assert self._fetcher is not None
+        return (
+            self._idle_timeout_s is not None
+            and _all_idle(self._read_id, self._partitions, now, self._idle_timeout_s)
+            and self._fetcher.caught_up(seed.topic, seed.partition, start)
+        )
 
     def _my_turn(self, key: tuple[str, str, int]) -> bool:
         """Whether this partition may read now: not if it had its turn this round while
@@ -344,6 +409,12 @@ class ReadFromKafka(beam.PTransform):
     state on runners whose state does not survive a restart).
     ``from_earliest``: topics read from their beginning whatever ``start`` says
     (state rebuilt from them on every run, e.g. ingest's known task ids).
+    ``commit_when_finalized``: the reader commits the offsets each bundle read
+    once the runner has finalized that bundle (Beam's bundle finalization: on
+    Flink after the checkpoint holding the bundle's state and outputs). For
+    stateful stages, whose records mostly change state rather than write
+    anything, so the writer cannot commit them. A stage whose every record is
+    written (ingest) commits at its writer instead, after the flush.
     """
 
     def __init__(
@@ -357,8 +428,10 @@ class ReadFromKafka(beam.PTransform):
         poll_timeout_ms: int = 20,
         from_earliest: Sequence[str] = (),
         clock: Clock | None = None,
+        commit_when_finalized: bool = False,
     ) -> None:
         super().__init__()
+        self._commit_when_finalized = commit_when_finalized
         self._from_earliest = frozenset(from_earliest)
         self._clock = clock
         if start not in ("committed", "earliest"):
@@ -416,6 +489,8 @@ class ReadFromKafka(beam.PTransform):
                     self._max_records,
                     self._poll_timeout_ms,
                     self._clock,
+                    {(s.topic, s.partition): s.start_offset for s in seeds if s.topic != CLOCK},
+                    self._group_id if self._commit_when_finalized else None,
                 )
             )
         )

@@ -16,13 +16,14 @@ until their batch is judged, and their offsets are committed only then.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder, StrUtf8Coder, VarIntCoder
@@ -46,6 +47,9 @@ from connectors.topics import TopicNames
 from pipelines.feed_health.suites import FeedHealthConfig, SuiteConfig
 from schemas.feeds import FEED_NAMES
 from schemas.registry import CodecError, SchemaRegistry
+
+if TYPE_CHECKING:
+    from pipelines.feed_health.gx import FeedValidator
 
 STAGE = "ingest"
 QUARANTINE_HEADER = "omm.quarantine.reason"
@@ -99,18 +103,28 @@ def feed_key(platform: str | None, entity: str) -> str:
     return f"{platform or 'regulator'}|{FEED_NAMES[entity]}"
 
 
+def _prepared_validator(job: FeedHealthJob) -> FeedValidator:
+    import great_expectations  # noqa: F401  (import first: it configures its loggers)
+
+    from pipelines.feed_health.gx import FeedValidator
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    validator = FeedValidator(job.suites, job.platform_ids)
+    validator.prepare()
+    return validator
+
+
 class _BatchJudge:
     """Validates a batch with the feed's suite and says where its held records go."""
 
     def __init__(self, job: FeedHealthJob) -> None:
-        # Great Expectations is imported here, once per worker (~3 s, ~130 MB).
-        import great_expectations  # noqa: F401  (import first: it configures its loggers)
-
-        from pipelines.feed_health.gx import FeedValidator
-
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
-        self._validator = FeedValidator(job.suites, job.platform_ids)
-        self._validator.prepare()
+        # Great Expectations is imported and its suites built once per worker (~3 s,
+        # ~130 MB), in the background: the reader starts meanwhile, and the first
+        # batch to judge waits for it. A bounded run over a handful of records ended
+        # seconds later when the read waited for this first.
+        setup = concurrent.futures.ThreadPoolExecutor(1, "omm-gx-setup")
+        self._ready = setup.submit(_prepared_validator, job)
+        setup.shutdown(wait=False)  # the thread ends once the validator is ready
         self._registry = SchemaRegistry.load()
         self._topics = job.topics
         self._kafka = job.kafka
@@ -134,10 +148,11 @@ class _BatchJudge:
             return
         platform, feed = key.split("|", 1)
         times = [r.event_ms for r in batch]
-        columns = self._validator.suite_for(feed).source_columns
+        validator = self._ready.result()
+        columns = validator.suite_for(feed).source_columns
         if "task_id" in columns:
             known_tasks = self._complete(platform, known_tasks, columns, batch)
-        health = self._validator.validate(
+        health = validator.validate(
             platform,
             feed,
             [dict(zip(columns, r.values, strict=True)) for r in batch],
