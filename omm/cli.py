@@ -31,6 +31,7 @@ from omm.tables import print_accounts, print_comply_account, print_enforce_accou
 
 if TYPE_CHECKING:
     from connectors.probe import Cluster
+    from omm.beam_runtime import Start
 
 console = Console()
 err = Console(stderr=True)
@@ -101,7 +102,22 @@ UntilIdle = Annotated[
     float | None,
     typer.Option("--until-idle", help="Stop once every partition had nothing new for SECONDS."),
 ]
-PipelineArgs = Annotated[list[str] | None, typer.Argument(help="Beam pipeline options, after --")]
+PipelineArgs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Beam pipeline options, after -- (e.g. -- --runner=PrismRunner), to every stage."
+    ),
+]
+StartOption = Annotated[
+    str | None,
+    typer.Option(
+        "--start",
+        metavar="earliest|committed",
+        help="Where enforce and comply read from: earliest rebuilds their state (the default "
+        "on runners that keep none across restarts: FnApiRunner, Prism), committed resumes "
+        "(the default on FlinkRunner, DataflowRunner, SparkRunner, which checkpoint it).",
+    ),
+]
 
 
 def _bootstrap(value: str | None) -> str:
@@ -401,7 +417,10 @@ def run_ingest_cmd(
     prefix: Prefix = "",
     pipeline_args: PipelineArgs = None,
 ) -> None:
-    """Validate the platform and regulator feeds into omm.valid.*; bad records to DLQ + feedback."""
+    """Validate the platform and regulator feeds into omm.valid.*; bad records to DLQ + feedback.
+
+    Ingest keeps no state of its own, so it always resumes from its committed offsets.
+    """
     servers = _ready_for_ingest(bootstrap, prefix, platforms)
     _run_one(
         "ingest",
@@ -413,15 +432,17 @@ def run_ingest_cmd(
 @run_app.command("enforce")
 def run_enforce_cmd(
     until_idle: UntilIdle = None,
+    start: StartOption = None,
     bootstrap: Bootstrap = None,
     prefix: Prefix = "",
     pipeline_args: PipelineArgs = None,
 ) -> None:
     """Join failed results with live listings: tasks to omm.tasks.<platform>, reviews to review."""
     servers = _ready_for_enforce(bootstrap, prefix)
+    begin = _start_for(start, pipeline_args)
     _run_one(
         "enforce",
-        lambda: run_enforce_job(servers, prefix, until_idle, pipeline_args),
+        lambda: run_enforce_job(servers, prefix, until_idle, pipeline_args, start=begin),
         _show_enforce,
     )
 
@@ -429,14 +450,18 @@ def run_enforce_cmd(
 @run_app.command("comply")
 def run_comply_cmd(
     until_idle: UntilIdle = None,
+    start: StartOption = None,
     bootstrap: Bootstrap = None,
     prefix: Prefix = "",
     pipeline_args: PipelineArgs = None,
 ) -> None:
     """Track each delisting task to its outcome: omm.compliance.status and .scorecards."""
     servers = _ready_for_comply(bootstrap, prefix)
+    begin = _start_for(start, pipeline_args)
     _run_one(
-        "comply", lambda: run_comply_job(servers, prefix, until_idle, pipeline_args), _show_comply
+        "comply",
+        lambda: run_comply_job(servers, prefix, until_idle, pipeline_args, start=begin),
+        _show_comply,
     )
 
 
@@ -445,22 +470,32 @@ def run_all_cmd(
     until_idle: Annotated[
         float | None,
         typer.Option(
-            "--until-idle", help="Bounded: ingest, then enforce, then comply, each until idle."
+            "--until-idle",
+            help="Bounded: ingest until idle for SECONDS, then enforce and comply, each "
+            "reading to the end of what the stage before it wrote.",
         ),
     ] = None,
+    start: StartOption = None,
     bootstrap: Bootstrap = None,
     prefix: Prefix = "",
+    pipeline_args: PipelineArgs = None,
 ) -> None:
-    """Every stage. Bounded runs go one after the other; streaming runs side by side."""
+    """Every stage, with the same Beam options. Bounded runs go one after the other;
+    streaming runs side by side."""
     servers = _ready_for_ingest(bootstrap, prefix, None)
     _ready_for_enforce(servers, prefix)
     _ready_for_comply(servers, prefix)
+    begin = _start_for(start, pipeline_args)
+    args = pipeline_args
     if until_idle is not None:
+        # Enforce starts once ingest has ended and flushed, comply once enforce has:
+        # everything each reads is already on the broker, so it reads to the end and
+        # stops there (an idle window of 0) instead of waiting out another window.
         # every stage runs and shows its account, even after one did not balance
         balanced = [
-            _show_ingest(run_ingest_job(servers, prefix, None, until_idle, None)),
-            _show_enforce(run_enforce_job(servers, prefix, until_idle, None)),
-            _show_comply(run_comply_job(servers, prefix, until_idle, None)),
+            _show_ingest(run_ingest_job(servers, prefix, None, until_idle, args)),
+            _show_enforce(run_enforce_job(servers, prefix, _CAUGHT_UP, args, start=begin)),
+            _show_comply(run_comply_job(servers, prefix, _CAUGHT_UP, args, start=begin)),
         ]
         if not all(balanced):
             raise typer.Exit(1)
@@ -469,11 +504,34 @@ def run_all_cmd(
     console.print("ingest, enforce and comply streaming side by side (Ctrl-C to stop)…")
     _run_stages(
         [
-            ("ingest", lambda: run_ingest_job(servers, prefix, None, None, None, True)),
-            ("enforce", lambda: run_enforce_job(servers, prefix, None, None, True)),
-            ("comply", lambda: run_comply_job(servers, prefix, None, None, True)),
+            ("ingest", lambda: run_ingest_job(servers, prefix, None, None, args, True)),
+            ("enforce", lambda: run_enforce_job(servers, prefix, None, args, True, begin)),
+            ("comply", lambda: run_comply_job(servers, prefix, None, args, True, begin)),
         ]
     )
+
+
+# An idle window of 0: end each partition as soon as it has been read to its end.
+_CAUGHT_UP = 0.0
+
+
+def _start_for(start: str | None, pipeline_args: list[str] | None) -> Start:
+    """The ``--start`` asked for, else the runner's default; a warning when committed
+    offsets are asked of a runner that does not keep state across restarts."""
+    from omm.beam_runtime import default_start, keeps_state, runner_name
+
+    if start is None:
+        return default_start(pipeline_args)
+    if start not in ("earliest", "committed"):
+        raise typer.BadParameter(f"{start!r}: use earliest or committed", param_hint="--start")
+    if start == "committed" and not keeps_state(pipeline_args):
+        err.print(
+            f"[yellow]{runner_name(pipeline_args)} keeps no state across restarts: with "
+            "--start committed, enforce and comply begin with empty state, so listings and "
+            "tasks read by earlier runs are not matched or tracked.[/yellow]",
+            soft_wrap=True,
+        )
+    return "committed" if start == "committed" else "earliest"
 
 
 def _ready_for_ingest(bootstrap: str | None, prefix: str, platforms: str | None) -> str:
@@ -543,12 +601,13 @@ def run_enforce_job(
     until_idle: float | None,
     pipeline_args: list[str] | None,
     quiet: bool = False,
+    start: Start = "earliest",
 ) -> Any:
     from connectors.topics import TopicNames
     from omm.jobs import enforce_job
     from pipelines.enforce import run_enforce
 
-    job = enforce_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle)
+    job = enforce_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle, start=start)
     return _run_pipeline("enforce", lambda a: run_enforce(job, a), until_idle, pipeline_args, quiet)
 
 
@@ -558,12 +617,13 @@ def run_comply_job(
     until_idle: float | None,
     pipeline_args: list[str] | None,
     quiet: bool = False,
+    start: Start = "earliest",
 ) -> Any:
     from connectors.topics import TopicNames
     from omm.jobs import comply_job
     from pipelines.comply import run_comply
 
-    job = comply_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle)
+    job = comply_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle, start=start)
     return _run_pipeline("comply", lambda a: run_comply(job, a), until_idle, pipeline_args, quiet)
 
 
@@ -593,11 +653,12 @@ def _run_pipeline(
     quiet: bool,
 ) -> T:
     """Run one pipeline with the runner's defaults: streaming unless ``until_idle``."""
-    from omm.beam_runtime import pipeline_args_with_defaults
+    from omm.beam_runtime import pipeline_args_with_defaults, runner_name
 
     args = pipeline_args_with_defaults(pipeline_args, streaming=until_idle is None)
     if quiet:
         return run(args)
+    console.print(f"[dim]{stage} on {runner_name(args)}[/dim]")
     with console.status(
         f"{stage} running…" + (f" (until idle {until_idle}s)" if until_idle else "")
     ):

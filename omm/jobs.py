@@ -12,6 +12,7 @@ from pathlib import Path
 from connectors.beam_io import Clock
 from connectors.connection import KafkaConnection
 from connectors.topics import TopicNames
+from omm.beam_runtime import Start
 from omm.config import (
     load_compliance,
     load_enforcement,
@@ -76,10 +77,15 @@ def enforce_job(
     idle_timeout_s: float | None = None,
     in_event_order: bool | None = None,
     max_records_per_poll: int = 20000,
+    start: Start = "earliest",
     config_dir: Path | None = None,
     settings: Settings | None = None,
 ) -> EnforceJob:
-    """The enforce job: deadlines, matching and calendar from config/enforcement.yaml."""
+    """The enforce job: deadlines, matching and calendar from config/enforcement.yaml.
+
+    ``start``: where it reads from (:func:`omm.beam_runtime.default_start` says which
+    one suits a runner).
+    """
     return EnforceJob(
         kafka=kafka_connection(bootstrap, settings),
         topics=topics,
@@ -87,6 +93,7 @@ def enforce_job(
         idle_timeout_s=idle_timeout_s,
         in_event_order=in_event_order,
         max_records_per_poll=max_records_per_poll,
+        start=start,
     )
 
 
@@ -97,6 +104,7 @@ def comply_job(
     platforms: list[str] | None = None,
     idle_timeout_s: float | None = None,
     tick_seconds: float | None = None,
+    start: Start = "earliest",
     config_dir: Path | None = None,
     settings: Settings | None = None,
 ) -> ComplyJob:
@@ -111,4 +119,5 @@ def comply_job(
         config=ComplianceConfig(enforcement.calendar, enforcement.delist_working_days),
         clock=Clock(every_s=tick_seconds or clock.tick_seconds, shards=clock.shards),
         idle_timeout_s=idle_timeout_s,
+        start=start,
     )

@@ -472,6 +472,9 @@ class Comply(beam.PTransform):
             start=job.start,
             idle_timeout_s=job.idle_timeout_s,
             clock=job.clock,
+            # most records change state, not outputs: committed once the runner
+            # has finalized their bundle (on Flink, after its checkpoint)
+            commit_when_finalized=True,
         )
         decoded = records | "DecodeEvidence" >> beam.ParDo(_DecodeEvidenceFn(job)).with_outputs(
             DEAD, main="evidence"

@@ -399,6 +399,9 @@ class Enforce(beam.PTransform):
             start=job.start,
             idle_timeout_s=job.idle_timeout_s,
             max_records_per_poll=job.max_records_per_poll,
+            # most records change state, not outputs: committed once the runner
+            # has finalized their bundle (on Flink, after its checkpoint)
+            commit_when_finalized=True,
         )
         facts = records | "DecodeFacts" >> beam.ParDo(
             _DecodeFactsFn(entities, job.config)
