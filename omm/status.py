@@ -230,7 +230,9 @@ def metrics_for_run(stages: Sequence[str]) -> Iterator[None]:
     if settings.metrics_port is None:
         yield
         return
-    from click import get_current_context
+    # typer vendors click since 0.2x and exports no get_current_context of its own; the
+    # integration test of a streaming run with OMM_METRICS_PORT fails if this moves
+    from typer._click.globals import get_current_context
 
     from omm.metrics import serve_metrics
 
