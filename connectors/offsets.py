@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
-from connectors import delivery, kafka_client
+from connectors import kafka_client
 from connectors.security import KafkaSecurity
 from connectors.tail import decode_value
 from schemas.registry import SchemaRegistry
@@ -98,7 +98,7 @@ def read_offsets(
         since_ms=since_ms,
         ends=ends,
         since=since,
-        commits=read_commits(bootstrap, groups, present, security),
+        commits=read_commits(bootstrap, groups, present, security, timeout_s),
         missing=frozenset(missing),
     )
 
@@ -108,17 +108,25 @@ def read_commits(
     groups: Iterable[str],
     topics: Iterable[str],
     security: KafkaSecurity | None = None,
+    timeout_s: float | None = None,
 ) -> dict[str, dict[Partition, Commit]]:
-    """Each group's commits on ``topics`` (a group that never committed: empty)."""
+    """Each group's commits on ``topics`` (a group that never committed: empty).
+
+    A coordinator still loading is retried for ``timeout_s`` (None: 30 s), not for a
+    pipeline's outage budget: whoever asks (a command, a scrape) wants an answer soon.
+    """
     ids = sorted(set(groups))
     if not ids:
         return {}
     wanted = set(topics)
-    client = kafka_client.admin(bootstrap, security)
+    overrides: dict[str, Any] = {}
+    if timeout_s is not None:
+        overrides = {"bootstrap_timeout_ms": max(1, int(timeout_s * 1000))}
+    client = kafka_client.admin(bootstrap, security, **overrides)
     try:
-        found = delivery.ride_out(
+        found = kafka_client.retrying(
             lambda: client.list_group_offsets({g: None for g in ids}),
-            f"reading the committed offsets of {', '.join(ids)}",
+            timeout_s if timeout_s is not None else 30.0,
         )
     finally:
         client.close()
