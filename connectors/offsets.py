@@ -139,6 +139,43 @@ def read_commits(
     return out
 
 
+def timestamps_at(
+    bootstrap: str,
+    positions: Mapping[Partition, int],
+    security: KafkaSecurity | None = None,
+    timeout_s: float = 10.0,
+) -> dict[Partition, int]:
+    """The timestamp (epoch ms) of the record at each position: for a committed offset
+    with a lag, when the oldest record still waiting was written. A position past the
+    end, or one nothing answered for within ``timeout_s``, is left out."""
+    if not positions:
+        return {}
+    # one small fetch per partition: only the first record's timestamp is wanted
+    probe = kafka_client.consumer(
+        bootstrap,
+        security=security,
+        max_partition_fetch_bytes=64 * 1024,
+        fetch_max_bytes=4 * 1024 * 1024,
+        max_poll_records=len(positions) * 8,
+    )
+    try:
+        tps = {TopicPartition(t, p): offset for (t, p), offset in positions.items()}
+        probe.assign(list(tps))
+        for tp, offset in tps.items():
+            probe.seek(tp, offset)
+        found: dict[Partition, int] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(found) < len(tps) and time.monotonic() < deadline:
+            for tp, records in probe.poll(timeout_ms=200).items():
+                key = (tp.topic, tp.partition)
+                if records and key not in found:
+                    found[key] = int(records[0].timestamp)
+                    probe.pause(tp)
+        return found
+    finally:
+        probe.close()
+
+
 T = TypeVar("T")
 
 

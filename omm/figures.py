@@ -5,7 +5,8 @@ hands this module numbers, so every figure is tested without a broker
 (tests/unit/test_status.py) and `omm status` and `/metrics` cannot disagree.
 
 - **lag**: log end offset minus the group's committed offset, per partition:
-  records written but not yet committed as processed.
+  records written but not yet committed as processed; and in seconds, how long
+  the oldest of them (the record at the committed offset) has waited.
 - **commit age**: now minus the time the commit carries in its metadata. A
   partition that gets no records gets no commits, so an age alone is no alarm;
   an age with a lag is (the pipeline is stuck or gone).
@@ -55,6 +56,7 @@ class PartitionReading:
     at_window_start: int  # first offset written at or after the window's start (end if none)
     committed: int | None = None  # the group's committed next offset; None: never committed
     committed_at_ms: int | None = None  # when, from the commit's metadata
+    waiting_since_ms: int | None = None  # timestamp of the record at the committed offset
 
     @property
     def in_window(self) -> int:
@@ -68,6 +70,18 @@ class PartitionReading:
             return None
         # a topic deleted and re-created (or truncated) can leave a commit past the end
         return max(0, self.end - self.committed)
+
+    def lag_s(self, now_ms: int) -> float | None:
+        """How long the oldest record not yet committed has waited: 0 without a lag, None
+        when the group never committed or that record's time is unknown."""
+        lag = self.lag
+        if lag is None:
+            return None
+        if lag == 0:
+            return 0.0
+        if self.waiting_since_ms is None:
+            return None
+        return max(0.0, (now_ms - self.waiting_since_ms) / 1000)
 
     def commit_age_s(self, now_ms: int) -> float | None:
         """Seconds since the commit, never negative (clocks of two machines differ)."""
@@ -103,6 +117,12 @@ class SourceFigures:
         partition at the end of the first bundle that read it, so that lasts one bundle."""
         lags = [p.lag for p in self.partitions if p.lag is not None]
         return sum(lags) if lags else None
+
+    def lag_s(self, now_ms: int) -> float | None:
+        """How long the oldest record waiting on any partition has waited; None when no
+        partition's wait is known."""
+        waits = [w for p in self.partitions if (w := p.lag_s(now_ms)) is not None]
+        return max(waits) if waits else None
 
     def commit_age_s(self, now_ms: int) -> float | None:
         """Age of the most recent commit on any partition: how long since the pipeline

@@ -46,6 +46,12 @@ def families(status: Status) -> list[Metric]:
         "Records written to a source partition and not yet committed by the pipeline.",
         labels=_SOURCE,
     )
+    waited = GaugeMetricFamily(
+        "omm_consumer_lag_seconds",
+        "How long the oldest record not yet committed on a source partition has waited "
+        "(0 without a lag).",
+        labels=_SOURCE,
+    )
     age = GaugeMetricFamily(
         "omm_committed_offset_age_seconds",
         "Seconds since the pipeline last committed on a source partition.",
@@ -65,6 +71,8 @@ def families(status: Status) -> list[Metric]:
                 committed.add_metric(labels, p.committed)
             if p.lag is not None:
                 lag.add_metric(labels, p.lag)
+            if (wait := p.lag_s(status.at_ms)) is not None:
+                waited.add_metric(labels, wait)
             if (seconds := p.commit_age_s(status.at_ms)) is not None:
                 age.add_metric(labels, seconds)
     out: list[Metric] = [
@@ -75,6 +83,7 @@ def families(status: Status) -> list[Metric]:
         end,
         committed,
         lag,
+        waited,
         age,
         arriving,
     ]

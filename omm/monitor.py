@@ -110,6 +110,7 @@ class Status:
                     "end_offset": s.end,
                     "committed_offset": s.committed,
                     "lag": s.lag,
+                    "lag_s": s.lag_s(self.at_ms),
                     "commit_age_s": s.commit_age_s(self.at_ms),
                     "records_in_window": s.in_window,
                     "records_per_second": s.records_per_second,
@@ -119,6 +120,7 @@ class Status:
                             "end_offset": p.end,
                             "committed_offset": p.committed,
                             "lag": p.lag,
+                            "lag_s": p.lag_s(self.at_ms),
                             "commit_age_s": p.commit_age_s(self.at_ms),
                             "records_in_window": p.in_window,
                         }
@@ -186,7 +188,7 @@ class StatusReader:
         return sorted(wanted)
 
     def read(self, now_ms: int | None = None) -> Status:
-        from connectors.offsets import LatestByKey, read_offsets
+        from connectors.offsets import LatestByKey, read_offsets, timestamps_at
 
         at_ms = int(time.time() * 1000) if now_ms is None else now_ms
         sources = {t for w in self.watched for t in w.sources}
@@ -198,15 +200,29 @@ class StatusReader:
             security=self._security,
             timeout_s=self._timeout_s,
         )
+        waiting = {
+            (group, tp): commit.offset
+            for group, commits in snapshot.commits.items()
+            for tp, commit in commits.items()
+            if commit.offset < snapshot.ends.get(tp, 0)
+        }
+        # the same partition waiting in two groups is read once
+        since = timestamps_at(
+            self.bootstrap,
+            {tp: offset for (_, tp), offset in waiting.items()},
+            self._security,
+            self._timeout_s if self._timeout_s is not None else 10.0,
+        )
+        waited = {(group, tp): since[tp] for (group, tp), offset in waiting.items() if tp in since}
         figures = [
             SourceFigures(w.pipeline, topic, readings, self.window_s)
             for w in self.watched
             for topic in w.sources
-            if (readings := _readings(snapshot, topic, w.group_id))
+            if (readings := _readings(snapshot, topic, w.group_id, waited))
         ]
         ingest = None
         if self._outcomes:
-            outputs = [r for t in self._outcomes for r in _readings(snapshot, t, None)]
+            outputs = [r for t in self._outcomes for r in _readings(snapshot, t, None, {})]
             ingest = ingest_output(outputs, self._outcomes, self.window_s)
         tasks = None
         undecoded = 0
@@ -233,7 +249,10 @@ class StatusReader:
 
 
 def _readings(
-    snapshot: OffsetsSnapshot, topic: str, group_id: str | None
+    snapshot: OffsetsSnapshot,
+    topic: str,
+    group_id: str | None,
+    waited: Mapping[tuple[str, tuple[str, int]], int],
 ) -> tuple[PartitionReading, ...]:
     commits = snapshot.commits.get(group_id, {}) if group_id is not None else {}
     out = []
@@ -249,6 +268,9 @@ def _readings(
                 at_window_start=snapshot.since.get((t, partition), end),
                 committed=commit.offset if commit is not None else None,
                 committed_at_ms=commit.at_ms if commit is not None else None,
+                waiting_since_ms=waited.get((group_id, (t, partition)))
+                if group_id is not None
+                else None,
             )
         )
     return tuple(out)

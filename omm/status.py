@@ -52,14 +52,18 @@ console = Console()
 # ---------------------------------------------------------------- showing
 
 
-def _age(seconds: float | None) -> str:
+def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     if seconds < 120:
-        return f"{seconds:.0f}s ago"
+        return f"{seconds:.0f}s"
     if seconds < 7200:
-        return f"{seconds / 60:.0f}m ago"
-    return f"{seconds / 3600:.1f}h ago"
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{_duration(seconds)} ago"
 
 
 def _count(value: int | None) -> str:
@@ -74,7 +78,8 @@ def print_status(status: Status, out: Console) -> None:
     """The figures as tables: sources, ingest's output, open tasks."""
     window = f"{status.window_s / 60:g} min" if status.window_s >= 60 else f"{status.window_s:g}s"
     sources = table(
-        "pipeline", "source topic", "end offset", "committed", "lag", "last commit", "in/s",
+        "pipeline", "source topic", "end offset", "committed", "lag", "waiting", "last commit",
+        "in/s",
         counts=("end offset", "committed", "lag", "in/s"),
         title=f"sources (in/s: records arriving, over the last {window})",
     )  # fmt: skip
@@ -86,6 +91,7 @@ def print_status(status: Status, out: Console) -> None:
             str(s.end),
             _count(s.committed),
             f"[yellow]{lag}[/yellow]" if lag else _count(lag),
+            _duration(s.lag_s(status.at_ms)),
             _age(s.commit_age_s(status.at_ms)),
             f"{s.records_per_second:.2f}",
         )

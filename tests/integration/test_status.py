@@ -87,6 +87,7 @@ class Ran:
     topics: TopicNames
     feed: str
     started_s: float  # wall clock before the run: no commit of it is older
+    unread_s: tuple[float, float]  # wall clock before and after the unread records were sent
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,9 @@ def ran(kafka_bootstrap: str) -> Ran:
         "--bootstrap", kafka_bootstrap, "--prefix", topics.prefix,
     )  # fmt: skip
     assert run.exit_code == 0, run.output
+    before_unread = time.time()
     produce_avro(kafka_bootstrap, feed, "listing", listings(VALID, UNREAD), key_field="listing_id")
+    unread = (before_unread, time.time())
     statuses = [
         status_record("A", "tmall", "ISSUED"),
         status_record("B", "tmall", "ISSUED"),
@@ -116,7 +119,7 @@ def ran(kafka_bootstrap: str) -> Ran:
         kafka_bootstrap, topics.compliance_status, "compliance_status", statuses, "task_id"
     )
     produce_raw(kafka_bootstrap, topics.compliance_status, [(b"E", None)])  # E's tombstone
-    return Ran(kafka_bootstrap, topics, feed, started)
+    return Ran(kafka_bootstrap, topics, feed, started, unread)
 
 
 def status_json(ran: Ran) -> dict[str, Any]:
@@ -147,6 +150,10 @@ def test_status_shows_ingests_commits_lag_and_commit_age_on_the_feed_it_read(ran
     assert sum(p["lag"] or 0 for p in feed["partitions"]) == UNREAD
     # committed during the run: after it started, and not after this look
     assert 0 <= feed["commit_age_s"] <= before - ran.started_s + 1
+    # the oldest record waiting is one of the unread, sent after the run: it waited
+    # from when it was sent until this look
+    after = time.time()
+    assert before - ran.unread_s[1] - 1 <= feed["lag_s"] <= after - ran.unread_s[0] + 1
     assert feed["records_in_window"] == VALID + GARBAGE_N + UNREAD
     assert feed["records_per_second"] == pytest.approx(feed["records_in_window"] / 3600)
     # a feed with nothing on it was never committed: no lag to show
@@ -191,7 +198,8 @@ def test_status_prints_the_same_figures_as_tables(ran: Ran) -> None:
     ]
     [feed] = [r for r in rows if r[:2] == ["ingest", ran.feed]]
     assert feed[2:5] == [str(VALID + GARBAGE_N + UNREAD), str(VALID + GARBAGE_N), str(UNREAD)]
-    assert feed[5].endswith("s ago") or feed[5].endswith("m ago")
+    assert feed[5] != "-"  # how long the oldest unread record has waited
+    assert feed[6].endswith("s ago") or feed[6].endswith("m ago")
     [dead] = [r for r in rows if r and r[0] == "dead_letter"]
     assert dead[1] == str(GARBAGE_N)
     assert dead[3] == f"{GARBAGE_N / (VALID + GARBAGE_N):.1%}"
@@ -253,6 +261,8 @@ def test_the_metrics_endpoint_exports_the_same_figures_computed_on_each_scrape(
     assert first[("omm_dead_letter_ratio", ())] == pytest.approx(GARBAGE_N / (VALID + GARBAGE_N))
     assert first[("omm_open_tasks", (("platform", "tmall"),))] == 2
     assert first[("omm_tasks", (("platform", "jd"), ("status", "DISPUTED")))] == 1
+    waits = [v for (n, ls), v in first.items() if n == "omm_consumer_lag_seconds"]
+    assert max(waits) <= time.time() - ran.unread_s[0] + 1 and max(waits) > 0
     ages = [v for (n, ls), v in first.items() if n == "omm_committed_offset_age_seconds"]
     assert ages and all(0 <= a <= time.time() - ran.started_s + 1 for a in ages)
     # nothing of enforce's: it commits nothing, so it has no lag series
@@ -336,3 +346,23 @@ def test_status_serve_without_a_port_says_how_to_give_one() -> None:
 
     assert result.exit_code == 2, result.output
     assert "OMM_METRICS_PORT" in result.stderr
+
+
+def test_a_run_whose_metrics_port_is_taken_stops_before_it_starts_in_one_line(ran: Ran) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = omm(
+            "run", "ingest", "--until-idle", "1", "--platforms", "tmall",
+            "--bootstrap", ran.bootstrap, "--prefix", ran.topics.prefix,
+            env={"OMM_METRICS_PORT": str(port)},
+        )  # fmt: skip
+
+    assert result.exit_code == 2, result.output
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert "OMM_METRICS_PORT" in result.stderr
+    # nothing was read: the unread records still wait
+    assert source(status_json(ran), "ingest", ran.feed)["lag"] == UNREAD

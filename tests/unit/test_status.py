@@ -59,6 +59,18 @@ def test_a_commit_past_the_end_is_no_negative_lag() -> None:
     assert reading(end=5, start=0, committed=900).lag == 0
 
 
+def test_lag_in_seconds_is_how_long_the_oldest_record_waiting_has_waited() -> None:
+    waiting = PartitionReading("t", 0, 120, 100, 90, None, waiting_since_ms=NOW_MS - 90_000)
+    assert waiting.lag_s(NOW_MS) == 90.0
+    caught_up = PartitionReading("t", 0, 120, 100, 120, None, waiting_since_ms=None)
+    assert caught_up.lag_s(NOW_MS) == 0.0  # nothing waits
+    unknown = PartitionReading("t", 0, 120, 100, 90, None, waiting_since_ms=None)
+    assert unknown.lag_s(NOW_MS) is None  # a lag, and no time read for it
+    assert reading(end=120, start=100).lag_s(NOW_MS) is None  # never committed
+    future = PartitionReading("t", 0, 120, 100, 90, None, waiting_since_ms=NOW_MS + 5_000)
+    assert future.lag_s(NOW_MS) == 0.0  # a producer's clock ahead of ours
+
+
 def test_commit_age_comes_from_the_commit_time_and_is_never_negative() -> None:
     assert reading(10, 0, 10, at_ms=NOW_MS - 42_500).commit_age_s(NOW_MS) == 42.5
     assert reading(10, 0, 10, at_ms=NOW_MS + 3_000).commit_age_s(NOW_MS) == 0.0  # clock skew
@@ -197,11 +209,12 @@ def test_an_unknown_pipeline_is_refused() -> None:
 
 
 def a_status() -> Status:
+    ingest_topic = "omm.feed.tmall.listings"
     ingest_source = SourceFigures(
         "ingest",
         "omm.feed.tmall.listings",
         (
-            reading(100, 40, committed=70, at_ms=NOW_MS - 10_000, partition=0),
+            PartitionReading(ingest_topic, 0, 100, 40, 70, NOW_MS - 10_000, NOW_MS - 65_000),
             reading(50, 50, committed=50, at_ms=NOW_MS - 20_000, partition=1),
         ),
         window_s=300,
@@ -244,6 +257,9 @@ def test_the_prometheus_text_holds_every_figure_under_its_labels() -> None:
     assert values[("omm_committed_offset", src)] == 70
     assert values[("omm_log_end_offset", src)] == 100
     assert values[("omm_committed_offset_age_seconds", src)] == 10
+    assert values[("omm_consumer_lag_seconds", src)] == 65
+    caught_up = (("partition", "1"), *src[1:])
+    assert values[("omm_consumer_lag_seconds", caught_up)] == 0
     per_topic = (("pipeline", "ingest"), ("topic", "omm.feed.tmall.listings"))
     assert values[("omm_records_per_second", per_topic)] == pytest.approx(60 / 300)
     assert values[("omm_dead_letter_ratio", ())] == pytest.approx(0.1)
@@ -286,13 +302,15 @@ def test_the_table_and_the_json_show_the_same_figures() -> None:
         "150",
         "120",
         "30",
+        "65s",
         "10s ago",
         "0.20",
     ]
-    assert rows["omm.valid.listings"][3:6] == ["-", "-", "-"]  # enforce commits nothing
+    assert rows["omm.valid.listings"][3:7] == ["-", "-", "-", "-"]  # enforce commits nothing
     assert "10.0%" in text  # the dead-letter share
     as_json = json.loads(json.dumps(status.to_json()))
     first = as_json["sources"][0]
     assert (first["lag"], first["committed_offset"], first["commit_age_s"]) == (30, 120, 10.0)
+    assert first["lag_s"] == 65.0
     assert as_json["ingest"]["dead_letter_ratio"] == pytest.approx(0.1)
     assert as_json["tasks"]["tmall"]["open"] == 3
