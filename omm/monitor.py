@@ -28,7 +28,7 @@ from omm.settings import Settings, get_settings
 from schemas.feeds import FEED_NAMES
 
 if TYPE_CHECKING:
-    from connectors.offsets import LatestByKey, OffsetsSnapshot
+    from connectors.offsets import LatestByKey, OffsetsSnapshot, Partition
     from connectors.security import KafkaSecurity
 
 # kafka is imported where it is used: every `omm` command imports this module.
@@ -188,7 +188,7 @@ class StatusReader:
         return sorted(wanted)
 
     def read(self, now_ms: int | None = None) -> Status:
-        from connectors.offsets import LatestByKey, read_offsets, timestamps_at
+        from connectors.offsets import LatestByKey, read_offsets
 
         at_ms = int(time.time() * 1000) if now_ms is None else now_ms
         sources = {t for w in self.watched for t in w.sources}
@@ -206,14 +206,7 @@ class StatusReader:
             for tp, commit in commits.items()
             if commit.offset < snapshot.ends.get(tp, 0)
         }
-        # the same partition waiting in two groups is read once
-        since = timestamps_at(
-            self.bootstrap,
-            {tp: offset for (_, tp), offset in waiting.items()},
-            self._security,
-            self._timeout_s if self._timeout_s is not None else 10.0,
-        )
-        waited = {(group, tp): since[tp] for (group, tp), offset in waiting.items() if tp in since}
+        waited = self._waiting_since(waiting)
         figures = [
             SourceFigures(w.pipeline, topic, readings, self.window_s)
             for w in self.watched
@@ -241,6 +234,34 @@ class StatusReader:
             tasks = task_counts(latest.values())
             undecoded = self._statuses.undecoded
         return Status(at_ms, self.window_s, figures, ingest, tasks, undecoded)
+
+    def _waiting_since(
+        self, waiting: Mapping[tuple[str, Partition], int]
+    ) -> dict[tuple[str, Partition], int]:
+        """Per (group, partition) with a lag, the time of the record at its committed
+        offset. One read per distinct position: groups at the same offset share it, and
+        a partition two groups left at different offsets is read once for each."""
+        from connectors.offsets import timestamps_at
+
+        wanted = set((tp, offset) for (_, tp), offset in waiting.items())
+        times: dict[tuple[Partition, int], int] = {}
+        while wanted:
+            batch: dict[Partition, int] = {}
+            for tp, offset in sorted(wanted):
+                batch.setdefault(tp, offset)
+            found = timestamps_at(
+                self.bootstrap,
+                batch,
+                self._security,
+                self._timeout_s if self._timeout_s is not None else 10.0,
+            )
+            times.update({(tp, o): found[tp] for tp, o in batch.items() if tp in found})
+            wanted -= set(batch.items())
+        return {
+            key: times[(key[1], offset)]
+            for key, offset in waiting.items()
+            if (key[1], offset) in times
+        }
 
     def close(self) -> None:
         if self._statuses is not None:
