@@ -1,8 +1,8 @@
 """`omm status`: what an operator watches, read from the broker.
 
 Per pipeline and source topic: the log end offset, the offset the pipeline's consumer
-group committed, the lag between them, how long ago it committed, and the records per
-second arriving; what ingest made of the records it processed in the window (valid,
+group committed, the lag between them (in records, and how long the oldest of them has
+waited), how long ago it committed, and the records per second arriving; what ingest made of the records it processed in the window (valid,
 quarantined, dead letters: rates and shares); the open tasks per platform.
 
 Everything comes from the broker (:mod:`connectors.offsets`), none of it from a
@@ -13,6 +13,8 @@ pipelines run or not. Why each figure is read as it is:
   pipelines resume from. Only ingest commits today; enforce and comply rebuild their
   state from the earliest offsets on every start (docs/operator-guide.md §6), so
   their lag shows as unknown rather than as a number they do not keep.
+- **lag in seconds** is the timestamp of the record at the committed offset (one small
+  fetch per lagging partition): freshness, which a count of records does not tell.
 - **commit age** is the time each commit carries in its metadata (written by
   :func:`connectors.kafka_client.commit_offsets`): the broker keeps none itself.
 - **records per second** count the offsets written within the window
