@@ -264,8 +264,9 @@ def commit_offsets(
 
     Retried through a broker outage, up to the policy's outage budget.
     """
+    metadata = commit_metadata(time.time())
     offsets = {
-        TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in positions.items()
+        TopicPartition(t, p): OffsetAndMetadata(o, metadata, -1) for (t, p), o in positions.items()
     }
 
     def attempt() -> dict[TopicPartition, Any]:
@@ -285,6 +286,25 @@ def commit_offsets(
 
 class CommitFailed(RuntimeError):
     pass
+
+
+# The broker keeps no time with a committed offset, so each commit carries its own:
+# `omm status` tells from it how long ago a group last committed, from any machine.
+_COMMITTED_AT = "omm:committed_at_ms="
+
+
+def commit_metadata(now_s: float) -> str:
+    """The metadata string committed with an offset: when it was committed."""
+    return f"{_COMMITTED_AT}{int(now_s * 1000)}"
+
+
+def committed_at_ms(metadata: str | None) -> int | None:
+    """When an offset was committed (epoch ms), from its metadata; None when it says
+    nothing (committed by an older omm or another tool)."""
+    if not metadata or not metadata.startswith(_COMMITTED_AT):
+        return None
+    digits = metadata[len(_COMMITTED_AT) :]
+    return int(digits) if digits.isdigit() else None
 
 
 T = TypeVar("T")

@@ -27,6 +27,7 @@ from typer.core import TyperGroup
 from omm.platforms import platform_app
 from omm.review import review_app
 from omm.settings import get_settings
+from omm.status import metrics_for_run, status_command
 from omm.tables import print_accounts, print_comply_account, print_enforce_account, table
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(run_app, name="run")
 app.add_typer(platform_app, name="platform")
 app.add_typer(review_app, name="review")
+app.command("status")(status_command)
 
 
 @app.callback()
@@ -681,7 +683,8 @@ def _run_stages(stages: list[tuple[str, Any]]) -> list[Any]:
     from omm.runner import Stage, StageFailed, run_stages
 
     try:
-        return run_stages([Stage(n, f) for n, f in stages], get_settings().stop_grace_s)
+        with metrics_for_run([n for n, _ in stages]):  # /metrics when OMM_METRICS_PORT is set
+            return run_stages([Stage(n, f) for n, f in stages], get_settings().stop_grace_s)
     except StageFailed as exc:
         if not isinstance(exc.error, BrokerUnavailable):
             raise exc.error from None

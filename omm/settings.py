@@ -83,6 +83,26 @@ class Settings(BaseSettings):
         description="After Ctrl-C, how long `omm run` waits for pipelines to flush and commit.",
     )
 
+    # ---- what an operator watches (`omm status`, /metrics: omm/status.py)
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="When set, `omm run ...` (and `omm status --serve`) serve the status "
+        "figures on http://<OMM_METRICS_HOST>:<port>/metrics in Prometheus' text format. "
+        "Unset (the default): no endpoint.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="The address /metrics listens on: loopback unless the operator opens it "
+        "(0.0.0.0 for a Prometheus on another machine).",
+    )
+    status_window_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Records per second, dead-letter and quarantine rates are over this window.",
+    )
+
     def delivery_policy(self) -> delivery.DeliveryPolicy:
         return delivery.DeliveryPolicy(
             delivery_timeout_s=self.delivery_timeout_s,
