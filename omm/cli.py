@@ -27,7 +27,7 @@ from typer.core import TyperGroup
 from omm.platforms import platform_app
 from omm.review import review_app
 from omm.settings import get_settings
-from omm.status import metrics_for_run, status_command
+from omm.status import STAGES, RunScope, metrics_for_run, status_command
 from omm.tables import print_accounts, print_comply_account, print_enforce_account, table
 
 if TYPE_CHECKING:
@@ -428,6 +428,7 @@ def run_ingest_cmd(
         "ingest",
         lambda: run_ingest_job(servers, prefix, platforms, until_idle, pipeline_args),
         _show_ingest,
+        RunScope(servers, prefix, platforms),
     )
 
 
@@ -446,6 +447,7 @@ def run_enforce_cmd(
         "enforce",
         lambda: run_enforce_job(servers, prefix, until_idle, pipeline_args, start=begin),
         _show_enforce,
+        RunScope(servers, prefix),
     )
 
 
@@ -464,6 +466,7 @@ def run_comply_cmd(
         "comply",
         lambda: run_comply_job(servers, prefix, until_idle, pipeline_args, start=begin),
         _show_comply,
+        RunScope(servers, prefix),
     )
 
 
@@ -494,11 +497,12 @@ def run_all_cmd(
         # everything each reads is already on the broker, so it reads to the end and
         # stops there (an idle window of 0) instead of waiting out another window.
         # every stage runs and shows its account, even after one did not balance
-        balanced = [
-            _show_ingest(run_ingest_job(servers, prefix, None, until_idle, args)),
-            _show_enforce(run_enforce_job(servers, prefix, _CAUGHT_UP, args, start=begin)),
-            _show_comply(run_comply_job(servers, prefix, _CAUGHT_UP, args, start=begin)),
-        ]
+        with metrics_for_run(STAGES, RunScope(servers, prefix)):
+            balanced = [
+                _show_ingest(run_ingest_job(servers, prefix, None, until_idle, args)),
+                _show_enforce(run_enforce_job(servers, prefix, _CAUGHT_UP, args, start=begin)),
+                _show_comply(run_comply_job(servers, prefix, _CAUGHT_UP, args, start=begin)),
+            ]
         if not all(balanced):
             raise typer.Exit(1)
         return
@@ -509,7 +513,8 @@ def run_all_cmd(
             ("ingest", lambda: run_ingest_job(servers, prefix, None, None, args, True)),
             ("enforce", lambda: run_enforce_job(servers, prefix, None, args, True, begin)),
             ("comply", lambda: run_comply_job(servers, prefix, None, args, True, begin)),
-        ]
+        ],
+        RunScope(servers, prefix),
     )
 
 
@@ -667,23 +672,24 @@ def _run_pipeline(
         return run(args)
 
 
-def _run_one(stage: str, run: Callable[[], T], show: Callable[[T], bool]) -> None:
+def _run_one(stage: str, run: Callable[[], T], show: Callable[[T], bool], scope: RunScope) -> None:
     """One stage as a command: run it, show its account, exit 1 if that does not balance."""
-    [outcome] = _run_stages([(stage, run)])
+    [outcome] = _run_stages([(stage, run)], scope)
     if outcome is None:  # stopped by the operator before the pipeline returned
         return
     if not show(outcome):
         raise typer.Exit(1)
 
 
-def _run_stages(stages: list[tuple[str, Any]]) -> list[Any]:
+def _run_stages(stages: list[tuple[str, Any]], scope: RunScope) -> list[Any]:
     """Run pipelines until done or stopped (Ctrl-C stops them cleanly: omm.runner)."""
     from connectors.delivery import BrokerUnavailable
     from omm.errors import UNAVAILABLE
     from omm.runner import Stage, StageFailed, run_stages
 
     try:
-        with metrics_for_run([n for n, _ in stages]):  # /metrics when OMM_METRICS_PORT is set
+        # /metrics while they run, when OMM_METRICS_PORT is set
+        with metrics_for_run([n for n, _ in stages], scope):
             return run_stages([Stage(n, f) for n, f in stages], get_settings().stop_grace_s)
     except StageFailed as exc:
         if not isinstance(exc.error, BrokerUnavailable):

@@ -2,8 +2,9 @@
 
 Per pipeline and source topic: the log end offset, the offset the pipeline's consumer
 group committed, the lag between them (in records, and how long the oldest of them has
-waited), how long ago it committed, and the records per second arriving; what ingest made of the records it processed in the window (valid,
-quarantined, dead letters: rates and shares); the open tasks per platform.
+waited), how long ago it committed, and the records per second arriving; what ingest
+made of the records it processed in the window (valid, quarantined, dead letters:
+rates and shares); the open tasks per platform.
 
 Everything comes from the broker (:mod:`connectors.offsets`), none of it from a
 pipeline's process: the command works from any machine, for any runner, whether the
@@ -35,7 +36,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, NamedTuple
 
 import typer
 from rich.console import Console
@@ -226,31 +227,34 @@ def _serve_until_stopped(reader: StatusReader, host: str, port: int) -> None:
             signal.signal(sig, handler)
 
 
+class RunScope(NamedTuple):
+    """What a running ``omm run`` reads from: its cluster, namespace and platforms."""
+
+    bootstrap: str
+    prefix: str = ""
+    platforms: str | None = None  # comma-separated ids, as typed; None: every platform
+
+
+# every stage `omm run` knows, in pipeline order
+STAGES = PIPELINES
+
+
 @contextmanager
-def metrics_for_run(stages: Sequence[str]) -> Iterator[None]:
+def metrics_for_run(stages: Sequence[str], scope: RunScope) -> Iterator[None]:
     """While ``omm run`` runs ``stages``: their figures on /metrics, when OMM_METRICS_PORT
     is set (nothing otherwise). The figures of the stages this process runs only, so
     three processes each running one stage are never counted twice.
-
-    Takes ``--bootstrap``, ``--prefix`` and ``--platforms`` from the running command.
     """
     settings = get_settings()
     if settings.metrics_port is None:
         yield
         return
-    # typer vendors click since 0.2x and exports no get_current_context of its own; the
-    # integration test of a streaming run with OMM_METRICS_PORT fails if this moves
-    from typer._click.globals import get_current_context
-
     from omm.metrics import serve_metrics
 
-    context = get_current_context(silent=True)
-    params: dict[str, Any] = dict(context.params) if context is not None else {}
-    platforms = params.get("platforms")
     reader = reader_for(
-        params.get("bootstrap") or settings.kafka_bootstrap,
-        params.get("prefix") or "",
-        platforms.split(",") if isinstance(platforms, str) and platforms else None,
+        scope.bootstrap,
+        scope.prefix,
+        scope.platforms.split(",") if scope.platforms else None,
         pipelines=[s for s in PIPELINES if s in stages],
         settings=settings,
     )

@@ -8,6 +8,7 @@ broker, and what they did is read back from the platforms' task topics.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -65,6 +66,16 @@ def test_start_committed_resumes_without_re_emitting_tasks_and_earliest_rebuilds
     issued = tasks(kafka_bootstrap, market)
     for platform in SELLING:  # each platform selling the failed kettle was told
         assert read_all(kafka_bootstrap, market.tasks(platform))
+    # enforce committed what it read, once its bundles were finalized: no lag left
+    status = omm(kafka_bootstrap, "status", "--json", "--prefix", market.prefix)
+    assert status.exit_code == 0, status.output
+    read = {
+        s["topic"]: (s["committed_offset"], s["end_offset"], s["lag"])
+        for s in json.loads(status.stdout)["sources"]
+        if s["pipeline"] == "enforce"
+    }
+    assert read[market.valid("listing")] == (len(SELLING), len(SELLING), 0)
+    assert read[market.valid("inspection")] == (1, 1, 0)
 
     resumed = omm(kafka_bootstrap, "run", "enforce", *prefix, "--start", "committed")
     assert resumed.exit_code == 0, resumed.output

@@ -159,7 +159,7 @@ def test_status_shows_ingests_commits_lag_and_commit_age_on_the_feed_it_read(ran
     # a feed with nothing on it was never committed: no lag to show
     complaints = source(status, "ingest", ran.topics.feed("tmall", "complaints"))
     assert (complaints["end_offset"], complaints["lag"]) == (0, None)
-    # enforce and comply commit nothing: their lag is unknown, not zero
+    # enforce and comply have not run here, so never committed: their lag is unknown, not 0
     valid = source(status, "enforce", ran.topics.valid("listing"))
     assert (valid["end_offset"], valid["lag"], valid["committed_offset"]) == (VALID, None, None)
 
@@ -265,7 +265,7 @@ def test_the_metrics_endpoint_exports_the_same_figures_computed_on_each_scrape(
     assert max(waits) <= time.time() - ran.unread_s[0] + 1 and max(waits) > 0
     ages = [v for (n, ls), v in first.items() if n == "omm_committed_offset_age_seconds"]
     assert ages and all(0 <= a <= time.time() - ran.started_s + 1 for a in ages)
-    # nothing of enforce's: it commits nothing, so it has no lag series
+    # nothing of enforce's: it has not run here, so it has no lag series
     assert not summed(first, "omm_consumer_lag_records", pipeline="enforce")
     assert (
         summed(first, "omm_log_end_offset", pipeline="enforce", topic=ran.topics.valid("listing"))
