@@ -20,14 +20,15 @@ penalty (or repeat) was on 15 March 2024 is removed at the start of 16 March 202
 
 **Late penalties.** A regulator publishes a decision some days after it is made
 (``published_at``; the enterprise-information rules allow 20 working days), and the
-watermark follows publication. An event dated D is emitted once the watermark has
-passed D + ``allowed_lateness_days``: by then every penalty decided on or before D
-has been read, so the events, their ids and their evidence do not depend on the
-order penalties arrive in. A penalty read later than that (dated on or before an
-event already emitted) never rewrites what was published: it is counted in
-``late`` and taken into account only for what comes after the last emitted event.
-After a removal only penalties decided on or after the removal day count towards a
-new listing: the old ones have served their sentence.
+watermark follows publication. A LISTED dated D is emitted once the watermark has
+passed the end of D plus ``allowed_lateness_days`` (a REMOVED: its start): by then
+every penalty it rests on has been read, so the events, their ids and their
+evidence do not depend on the order penalties arrive in. A penalty read later than
+that (dated on or before an event already emitted) never rewrites what was
+published: it is counted in ``late`` and taken into account only for what comes
+after the last emitted event. After a removal only penalties decided on or after
+the removal day count towards a new listing: the old ones have served their
+sentence.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 LISTED = "LISTED"
 REMOVED = "REMOVED"
 FLAG = "FLAG"
+_DAY_MS = 86_400_000
 GROUNDS = (
     "PRODUCT_SAFETY",
     "FALSE_ADVERTISING",
@@ -227,10 +229,12 @@ class EnterpriseState:
     def advance(self, watermark_ms: int, cfg: CreditConfig) -> list[CreditEvent]:
         """The events whose day + allowed lateness the watermark has passed, in order."""
         self.watermark_ms = max(self.watermark_ms, watermark_ms)
-        final_until = self.watermark_ms - cfg.allowed_lateness_days * 86_400_000
+        final_until = self.watermark_ms - cfg.allowed_lateness_days * _DAY_MS
         out: list[CreditEvent] = []
         for event in self.pending(cfg):
-            if event.effective_ms > final_until:
+            # a listing rests on every penalty of its day, a removal on those before it
+            final_at = event.effective_ms + (_DAY_MS if event.event == LISTED else 0)
+            if final_at > final_until:
                 break
             self.emitted.append(event)
             out.append(event)
