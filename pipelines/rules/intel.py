@@ -708,8 +708,9 @@ class ClaimState:
             return None
         return rules.period_end_ms(self.complaint) + rules.lateness_ms
 
-    def status(self, clock_ms: int) -> CompensationStatus | None:
-        """The task's status: a resolution by the deadline completes it on time."""
+    def status(self, clock_ms: int, rules: CompensationFirst) -> CompensationStatus | None:
+        """The task's status at ``clock_ms``: the claim ending (as configured) by the deadline
+        completes it on time, after it late; unresolved at the deadline it is OVERDUE."""
         if self.task is None or self.complaint is None:
             return None
         t, c = self.task, self.complaint
@@ -717,9 +718,10 @@ class ClaimState:
         base = CompensationStatus(t["task_id"], "ISSUED", deadline, t["evidence_ref"], issued)
         if t["state"] == "WITHDRAWN":
             return base._replace(status="WITHDRAWN")
-        if c.resolved_ms is not None and c.status in ("RESOLVED", "CLOSED"):
-            status = "COMPLETED_ON_TIME" if c.resolved_ms <= deadline else "COMPLETED_LATE"
-            return base._replace(status=status, evidence_ref=c.evidence, evidence_ms=c.resolved_ms)
+        ended = rules.ended_by(c)
+        if ended is not None:
+            status = "COMPLETED_ON_TIME" if ended <= deadline else "COMPLETED_LATE"
+            return base._replace(status=status, evidence_ref=c.evidence, evidence_ms=ended)
         if clock_ms >= deadline:
             return base._replace(
                 status="OVERDUE",

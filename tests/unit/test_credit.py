@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -262,7 +263,7 @@ penalty_sets = st.lists(
 @settings(max_examples=150, deadline=None)
 @given(penalty_sets, st.randoms(use_true_random=False))
 def test_arrival_order_within_the_lateness_changes_nothing(
-    raw: list[tuple[str, int, int]], rnd: object
+    raw: list[tuple[str, int, int]], rnd: random.Random
 ) -> None:
     penalties = [
         pen(f"P{i}", ground, date(2020, 1, 1) + timedelta(days=d), delay)
@@ -270,7 +271,7 @@ def test_arrival_order_within_the_lateness_changes_nothing(
     ]
     by_publication = sorted(penalties, key=lambda p: (p.published_ms, p.penalty_id))
     shuffled = list(penalties)
-    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    rnd.shuffle(shuffled)
     # any order in which a penalty is read no later than allowed lateness after its day
     expected = run(by_publication, FAR)
     assert run(sorted(penalties, key=lambda p: p.decided_ms), FAR) == expected

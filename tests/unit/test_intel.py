@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -316,6 +318,12 @@ def claim(c: it.ComplaintFact, *more: it.ComplaintFact) -> it.ClaimState:
     return state
 
 
+def status_of(state: it.ClaimState, clock_ms: int) -> str:
+    status = state.status(clock_ms, RULES)
+    assert status is not None
+    return status.status
+
+
 def test_a_claim_unresolved_past_the_period_becomes_a_task_on_its_platform() -> None:
     c = comp(D0, "QUALITY", cid="C-77")
     state = claim(c)
@@ -353,15 +361,14 @@ def test_a_resolution_by_the_deadline_completes_the_task_on_time() -> None:
     state = claim(c)
     [task] = state.advance(ms(FAR), RULES)
     deadline = task["deadline_at"]
-    assert state.status(deadline - 1) is not None
-    assert state.status(deadline - 1).status == "ISSUED"  # type: ignore[union-attr]
-    assert state.status(deadline).status == "OVERDUE"  # type: ignore[union-attr]
+    assert status_of(state, deadline - 1) == "ISSUED"
+    assert status_of(state, deadline) == "OVERDUE"
     on_time = claim(c, c._replace(status="RESOLVED", resolved_ms=deadline, evidence="r/0/1"))
     on_time.advance(ms(FAR), RULES)
-    assert on_time.status(ms(FAR)).status == "COMPLETED_ON_TIME"  # type: ignore[union-attr]
+    assert status_of(on_time, ms(FAR)) == "COMPLETED_ON_TIME"
     late = claim(c, c._replace(status="RESOLVED", resolved_ms=deadline + 1, evidence="r/0/2"))
     late.advance(ms(FAR), RULES)
-    assert late.status(ms(FAR)).status == "COMPLETED_LATE"  # type: ignore[union-attr]
+    assert status_of(late, ms(FAR)) == "COMPLETED_LATE"
 
 
 def test_a_resolution_before_the_period_end_read_after_the_task_withdraws_it() -> None:
@@ -371,7 +378,14 @@ def test_a_resolution_before_the_period_end_read_after_the_task_withdraws_it() -
     resolved = c._replace(status="RESOLVED", resolved_ms=period_end(D0) - 1, evidence="r/0/9")
     [withdrawn] = state.add(resolved, RULES)
     assert withdrawn["task_id"] == issued["task_id"] and withdrawn["state"] == "WITHDRAWN"
-    assert state.status(ms(FAR)).status == "WITHDRAWN"  # type: ignore[union-attr]
+    assert status_of(state, ms(FAR)) == "WITHDRAWN"
+
+
+def test_a_12315_complaint_about_a_bound_platform_is_a_task_to_that_platform() -> None:
+    [task] = claim(comp(D0, platform="jd", channel="HOTLINE_12315", cid="H-9")).advance(
+        ms(FAR), RULES
+    )
+    assert task["platform"] == "jd" and task["complaint_id"] == "12315:H-9"
 
 
 def test_versions_of_a_claim_in_any_order_end_the_same() -> None:
@@ -514,3 +528,18 @@ def test_config_refuses_unknown_issue_types_and_missing_weights() -> None:
             max_examples=1,
             max_recommendations=1,
         )
+
+
+def test_the_loader_reads_intel_yaml_with_its_calendar_and_refuses_two_time_zones(
+    tmp_path: Path,
+) -> None:
+    assert CFG.calendar.timezone == CFG.credit.timezone == "Asia/Shanghai"
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    path = config / "intel.yaml"
+    path.write_text(
+        path.read_text("utf-8").replace("timezone: Asia/Shanghai", "timezone: Europe/Berlin"),
+        "utf-8",
+    )
+    with pytest.raises(ValidationError, match="differs from the calendar"):
+        load_intel(config)
