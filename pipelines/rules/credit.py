@@ -229,16 +229,18 @@ class EnterpriseState:
     def advance(self, watermark_ms: int, cfg: CreditConfig) -> list[CreditEvent]:
         """The events whose day + allowed lateness the watermark has passed, in order."""
         self.watermark_ms = max(self.watermark_ms, watermark_ms)
-        final_until = self.watermark_ms - cfg.allowed_lateness_days * _DAY_MS
         out: list[CreditEvent] = []
         for event in self.pending(cfg):
-            # a listing rests on every penalty of its day, a removal on those before it
-            final_at = event.effective_ms + (_DAY_MS if event.event == LISTED else 0)
-            if final_at > final_until:
+            if _final_at(event, cfg) > self.watermark_ms:
                 break
             self.emitted.append(event)
             out.append(event)
         return out
+
+    def next_timer_ms(self, cfg: CreditConfig) -> int | None:
+        """The watermark at which the next event becomes final (the DoFn's event-time timer)."""
+        pending = self.pending(cfg)
+        return _final_at(pending[0], cfg) if pending else None
 
     def pending(self, cfg: CreditConfig) -> list[CreditEvent]:
         """Every event that follows the last emitted one, given the penalties read so far.
@@ -273,6 +275,13 @@ class EnterpriseState:
             {f"{p.platform}:{p.seller_id}" for p in ordered if p.platform and p.seller_id}
         )
         return enterprise_id, name, tuple(sellers)
+
+
+def _final_at(event: CreditEvent, cfg: CreditConfig) -> int:
+    """A listing rests on every penalty of its day, a removal on those before it; either is
+    final once penalties as late as the allowed lateness have been read."""
+    rests_until = event.effective_ms + (_DAY_MS if event.event == LISTED else 0)
+    return rests_until + cfg.allowed_lateness_days * _DAY_MS
 
 
 def _replay(

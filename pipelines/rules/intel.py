@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
@@ -318,7 +318,9 @@ class _Windowed:
         self.complaints[c.key] = _later(self.complaints.get(c.key), c)
         return True
 
-    def _closing(self, watermark_ms: int, lengths: Iterable[int], cfg: IntelConfig) -> list[Window]:
+    def _closing(
+        self, watermark_ms: int, lengths: Collection[int], cfg: IntelConfig
+    ) -> list[Window]:
         """The windows with complaints that the watermark closes now, by end then length."""
         self.watermark_ms = max(self.watermark_ms, watermark_ms)
         zone = cfg.zone
@@ -335,7 +337,7 @@ class _Windowed:
         self._prune(lengths, zone)
         return sorted(closing, key=lambda w: (w.end_ms, w.days))
 
-    def _prune(self, lengths: Iterable[int], zone: ZoneInfo) -> None:
+    def _prune(self, lengths: Collection[int], zone: ZoneInfo) -> None:
         """Forget complaints whose every window has been emitted."""
         ns = list(lengths)
         self.complaints = {
@@ -346,6 +348,17 @@ class _Windowed:
                 for n in ns
             )
         }
+
+    def _next_close(self, lengths: Collection[int], cfg: IntelConfig) -> int | None:
+        """The watermark at which the next window with complaints closes, if any."""
+        ends = [
+            w.end_ms
+            for n in lengths
+            for c in self.complaints.values()
+            for w in windows_of(c.received_ms, n, cfg.zone)
+            if w.end_ms > self.emitted_through.get(n, _NEVER)
+        ]
+        return min(ends) + cfg.lateness_ms if ends else None
 
     def _in(self, w: Window, complaints: Iterable[ComplaintFact]) -> list[ComplaintFact]:
         return sorted((c for c in complaints if c in w), key=lambda c: (c.received_ms, c.key))
@@ -444,6 +457,10 @@ class ProductComplaints(_Windowed):
             if candidate is not None:
                 out.append(candidate)
         return out
+
+    def next_timer_ms(self, cfg: IntelConfig) -> int | None:
+        """When :meth:`advance` next has a window to close (the DoFn's event-time timer)."""
+        return self._next_close([w.days for w in cfg.sampling.windows], cfg)
 
     def _candidate(
         self, w: Window, inside: list[ComplaintFact], rule: SamplingWindow, cfg: IntelConfig
@@ -576,6 +593,10 @@ class SellerComplaints(_Windowed):
     def add(self, c: ComplaintFact, cfg: IntelConfig) -> list[CaseLead]:
         self._keep(c, (cfg.case_leads.window_days,), cfg.zone)
         return []
+
+    def next_timer_ms(self, cfg: IntelConfig) -> int | None:
+        """When :meth:`advance` next has a window to close (the DoFn's event-time timer)."""
+        return self._next_close([cfg.case_leads.window_days], cfg)
 
     def advance(self, watermark_ms: int, cfg: IntelConfig) -> list[CaseLead]:
         rule = cfg.case_leads

@@ -177,6 +177,7 @@ def test_removal_after_five_years_without_a_repeat_and_not_before() -> None:
     for p in LISTING_PENALTIES:
         state.add(p, CFG)
     assert [e.event for e in state.advance(start_of(removal) + LATE_MS - 1, CFG)] == [cr.LISTED]
+    assert state.next_timer_ms(CFG) == start_of(removal) + LATE_MS
     removed = state.advance(start_of(removal) + LATE_MS, CFG)
     assert kinds(removed) == [(cr.REMOVED, removal)]
     assert removed[0].listed_event_id == just_before[0].event_id

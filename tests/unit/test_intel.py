@@ -160,11 +160,13 @@ def test_a_window_is_emitted_once_after_the_allowed_lateness_and_never_again() -
     for c in complaints:
         state.add(c, CFG)
     end = midnight(D0 + days(1))
+    assert state.next_timer_ms(CFG) == end + LATE_MS
     assert state.advance(end + LATE_MS - 1, CFG) == []
     leads = state.advance(end + LATE_MS, CFG)
     assert len(leads) == 1
     assert state.advance(end + LATE_MS, CFG) == []
     assert state.advance(ms(FAR), CFG) == []
+    assert state.next_timer_ms(CFG) is None  # every window holding them is emitted
     # a replayed complaint changes nothing: the same lead is never raised twice
     state.add(complaints[0], CFG)
     assert state.advance(ms(FAR), CFG) == []
