@@ -31,6 +31,8 @@ still open. Windows are never re-emitted, so a consumer never has to reconcile t
 versions of one window. A compensation-first claim is decided the same way: once the
 watermark passes the end of its period plus the allowed lateness; a resolution dated
 before the period's end but read after that withdraws the task (it was never due).
+For a claim, a version's event time is when it ended (``resolved_at``), so the
+watermark a claim's DoFn is given must follow resolutions too, not only receipts.
 
 **Personal data.** Outputs carry complaint ids (``<platform>:<id>`` or
 ``12315:<id>``), sellers, product identities and counts: never a consumer's
@@ -651,10 +653,13 @@ class CompensationFirst:
         )
 
     def period_end_ms(self, c: ComplaintFact) -> int:
-        """End of the period: the start day does not count, the period ends at the end of
-        its last day (Civil Code Art. 201 and 203)."""
+        """End of the period, counted as the Civil Code counts periods: the day of receipt
+        does not count (Art. 201); a last day that is a rest day or public holiday moves to
+        the next working day, and the period ends at 24:00 of its last day (Art. 203)."""
         zone = ZoneInfo(self.calendar.timezone)
         last = _day(c.received_ms, zone) + timedelta(days=self.cfg.unresolved_days)
+        while not self.calendar.is_working_day(last):
+            last += timedelta(days=1)
         return _midnight(last + timedelta(days=1), zone)
 
     def ended_by(self, c: ComplaintFact) -> int | None:

@@ -4,6 +4,7 @@ compensation-first, at their edges, in event time, without Beam or Kafka."""
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import shutil
 from collections.abc import Iterable
@@ -352,6 +353,17 @@ def test_resolved_just_before_the_period_ends_is_no_task_and_at_its_end_is() -> 
     assert len(claim(at_end).advance(ms(FAR), RULES)) == 1
 
 
+def test_a_period_ending_on_a_rest_day_or_holiday_ends_on_the_next_working_day() -> None:
+    assert RULES.cfg.unresolved_days == 7  # the dates below assume it
+    # received Monday 2 March: the 7th day is Monday 9 March, a working day
+    assert RULES.period_end_ms(comp(D0)) == midnight(date(2026, 3, 10))
+    # received Saturday 7 March: the 7th day is a Saturday, the period runs to Monday 16
+    assert RULES.period_end_ms(comp(date(2026, 3, 7))) == midnight(date(2026, 3, 17))
+    # received Saturday 28 March: the 7th day is Saturday 4 April, the Qingming holiday
+    # runs to Monday 6 April, so the last day is Tuesday 7 April
+    assert RULES.period_end_ms(comp(date(2026, 3, 28))) == midnight(date(2026, 4, 8))
+
+
 def test_a_platform_not_bound_by_compensation_first_gets_no_task() -> None:
     assert "suning" not in RULES.bound_platforms and "tmall" in RULES.bound_platforms
     assert claim(comp(D0, platform="suning")).advance(ms(FAR), RULES) == []
@@ -511,6 +523,16 @@ def test_every_output_encodes_with_its_contract_and_carries_no_personal_data() -
             assert secret not in text, f"{entity} carries {secret!r}"
         assert "tmall:C-0" in text  # the evidence is there, as complaint ids
     assert encoded[0][1]["complaint_ids"] == sorted(f.key for f in facts)
+
+
+def test_config_and_states_pickle_for_beam_workers() -> None:
+    state = it.SellerComplaints()
+    for c in [comp(D0) for _ in range(LEADS.threshold)]:
+        state.add(c, CFG)
+    for obj in (CFG, RULES, state, claim(comp(D0))):
+        assert pickle.loads(pickle.dumps(obj)) == obj
+    copy = pickle.loads(pickle.dumps(state))
+    assert copy.advance(ms(FAR), CFG) == state.advance(ms(FAR), CFG) != []
 
 
 def test_config_refuses_unknown_issue_types_and_missing_weights() -> None:
