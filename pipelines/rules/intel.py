@@ -41,6 +41,7 @@ identity, the complaint's text or its product name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
@@ -288,82 +289,101 @@ def _day(ms: int, zone: ZoneInfo) -> date:
     return datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone).date()
 
 
+def _ordinal(ms: int, zone: ZoneInfo) -> int:
+    """The local day of an instant, as a proleptic ordinal (cheap to compare and step)."""
+    return datetime.fromtimestamp(ms / 1000, zone).toordinal()
+
+
 def _midnight(day: date, zone: ZoneInfo) -> int:
     return int(datetime.combine(day, time(0), tzinfo=zone).timestamp() * 1000)
 
 
+@functools.lru_cache(maxsize=4096)
+def _midnight_of(ordinal: int, zone: ZoneInfo) -> int:
+    return _midnight(date.fromordinal(ordinal), zone)
+
+
+def _window(days: int, end: int, zone: ZoneInfo) -> Window:
+    """The window of ``days`` local days ending (exclusive) at the start of day ``end``."""
+    return Window(days, _midnight_of(end - days, zone), _midnight_of(end, zone))
+
+
 def windows_of(received_ms: int, days: int, zone: ZoneInfo) -> list[Window]:
     """The rolling windows of ``days`` days that hold a complaint received then."""
-    first = _day(received_ms, zone)
-    return [
-        Window(days, _midnight(end - timedelta(days=days), zone), _midnight(end, zone))
-        for end in (first + timedelta(days=k) for k in range(1, days + 1))
-    ]
+    first = _ordinal(received_ms, zone)
+    return [_window(days, first + k, zone) for k in range(1, days + 1)]
 
 
 @dataclass
 class _Windowed:
-    """Complaints of one key and which windows of each length were emitted."""
+    """Complaints of one key and which windows of each length were emitted.
+
+    Days are local day ordinals: a complaint of day d is in the windows of length L
+    ending (exclusive) at days d+1 .. d+L.
+    """
 
     complaints: dict[str, ComplaintFact] = field(default_factory=dict)
-    emitted_through: dict[int, int] = field(default_factory=dict)  # days -> last end emitted
+    day_of: dict[str, int] = field(default_factory=dict)  # complaint key -> its local day
+    emitted_through: dict[int, int] = field(default_factory=dict)  # length -> last end emitted
     watermark_ms: int = _NEVER
     late: int = 0
 
+    def _done(self, days: int) -> int:
+        return self.emitted_through.get(days, 0)
+
     def _keep(self, c: ComplaintFact, lengths: Iterable[int], zone: ZoneInfo) -> bool:
-        if not any(
-            windows_of(c.received_ms, n, zone)[-1].end_ms > self.emitted_through.get(n, _NEVER)
-            for n in lengths
-        ):
+        d = _ordinal(c.received_ms, zone)
+        if not any(d + n > self._done(n) for n in lengths):
             self.late += 1
             return False
         self.complaints[c.key] = _later(self.complaints.get(c.key), c)
+        self.day_of[c.key] = _ordinal(self.complaints[c.key].received_ms, zone)
         return True
 
     def _closing(
         self, watermark_ms: int, lengths: Collection[int], cfg: IntelConfig
-    ) -> list[Window]:
-        """The windows with complaints that the watermark closes now, by end then length."""
+    ) -> list[tuple[Window, list[ComplaintFact]]]:
+        """The windows with complaints that the watermark closes now (by end, then length),
+        each with its complaints in (received, key) order."""
         self.watermark_ms = max(self.watermark_ms, watermark_ms)
-        zone = cfg.zone
         until = self.watermark_ms - cfg.lateness_ms
-        closing: set[Window] = set()
+        if until <= _NEVER // 2 or not self.complaints:
+            return []
+        zone = cfg.zone
+        last_end = _ordinal(until, zone)  # the start of that day is at or before ``until``
+        by_day: dict[int, list[ComplaintFact]] = {}
+        for key, c in self.complaints.items():
+            by_day.setdefault(self.day_of[key], []).append(c)
+        for same_day in by_day.values():
+            same_day.sort(key=lambda c: (c.received_ms, c.key))
+        closing: list[tuple[Window, list[ComplaintFact]]] = []
         for n in lengths:
-            done = self.emitted_through.get(n, _NEVER)
-            for c in self.complaints.values():
-                closing.update(
-                    w for w in windows_of(c.received_ms, n, zone) if done < w.end_ms <= until
-                )
-            if until > _NEVER // 2:
-                self.emitted_through[n] = max(done, _midnight(_day(until, zone), zone))
-        self._prune(lengths, zone)
-        return sorted(closing, key=lambda w: (w.end_ms, w.days))
-
-    def _prune(self, lengths: Collection[int], zone: ZoneInfo) -> None:
-        """Forget complaints whose every window has been emitted."""
-        ns = list(lengths)
-        self.complaints = {
-            k: c
-            for k, c in self.complaints.items()
-            if any(
-                windows_of(c.received_ms, n, zone)[-1].end_ms > self.emitted_through.get(n, _NEVER)
-                for n in ns
+            done = self._done(n)
+            ends = sorted(
+                {e for d in by_day for e in range(max(d + 1, done + 1), min(d + n, last_end) + 1)}
             )
-        }
+            for e in ends:
+                inside = [c for d in range(e - n, e) for c in by_day.get(d, ())]
+                closing.append((_window(n, e, zone), inside))
+            self.emitted_through[n] = max(done, last_end)
+        self._prune(lengths)
+        return sorted(closing, key=lambda wc: (wc[0].end_ms, wc[0].days))
+
+    def _prune(self, lengths: Collection[int]) -> None:
+        """Forget complaints whose every window has been emitted."""
+        gone = [
+            k for k, d in self.day_of.items() if not any(d + n > self._done(n) for n in lengths)
+        ]
+        for k in gone:
+            del self.complaints[k], self.day_of[k]
 
     def _next_close(self, lengths: Collection[int], cfg: IntelConfig) -> int | None:
         """The watermark at which the next window with complaints closes, if any."""
+        days = set(self.day_of.values())
         ends = [
-            w.end_ms
-            for n in lengths
-            for c in self.complaints.values()
-            for w in windows_of(c.received_ms, n, cfg.zone)
-            if w.end_ms > self.emitted_through.get(n, _NEVER)
+            max(d + 1, self._done(n) + 1) for n in lengths for d in days if d + n > self._done(n)
         ]
-        return min(ends) + cfg.lateness_ms if ends else None
-
-    def _in(self, w: Window, complaints: Iterable[ComplaintFact]) -> list[ComplaintFact]:
-        return sorted((c for c in complaints if c in w), key=lambda c: (c.received_ms, c.key))
+        return _midnight_of(min(ends), cfg.zone) + cfg.lateness_ms if ends else None
 
 
 def _counts(values: Iterable[str]) -> dict[str, int]:
@@ -453,9 +473,8 @@ class ProductComplaints(_Windowed):
         s = cfg.sampling
         by_days = {w.days: w for w in s.windows}
         out: list[SamplingCandidate] = []
-        complaints = list(self.complaints.values())
-        for w in self._closing(watermark_ms, by_days, cfg):
-            candidate = self._candidate(w, self._in(w, complaints), by_days[w.days], cfg)
+        for w, inside in self._closing(watermark_ms, by_days, cfg):
+            candidate = self._candidate(w, inside, by_days[w.days], cfg)
             if candidate is not None:
                 out.append(candidate)
         return out
@@ -603,9 +622,8 @@ class SellerComplaints(_Windowed):
     def advance(self, watermark_ms: int, cfg: IntelConfig) -> list[CaseLead]:
         rule = cfg.case_leads
         out: list[CaseLead] = []
-        complaints = list(self.complaints.values())
-        for w in self._closing(watermark_ms, (rule.window_days,), cfg):
-            counted = [c for c in self._in(w, complaints) if is_violation(c, rule)]
+        for w, inside in self._closing(watermark_ms, (rule.window_days,), cfg):
+            counted = [c for c in inside if is_violation(c, rule)]
             fresh = [c for c in counted if c.key not in self.led]
             if len(fresh) < rule.threshold:
                 continue
