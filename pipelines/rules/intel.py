@@ -281,9 +281,6 @@ class Window:
     start_ms: int  # inclusive
     end_ms: int  # exclusive
 
-    def __contains__(self, c: object) -> bool:
-        return isinstance(c, ComplaintFact) and self.start_ms <= c.received_ms < self.end_ms
-
 
 def _day(ms: int, zone: ZoneInfo) -> date:
     return datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone).date()
@@ -465,7 +462,8 @@ class ProductComplaints(_Windowed):
         return []
 
     def add_inspection(self, inspection_id: str, published_ms: int) -> list[SamplingCandidate]:
-        """An inspection of this product (any verdict): it was sampled then."""
+        """An inspection of this product (any verdict; keyed by
+        ``MatchingConfig.product_key(brand, model)`` of the result): it was sampled then."""
         self.inspections[inspection_id] = published_ms
         return []
 
