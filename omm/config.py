@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from connectors.topics import ResolvedTopic, TopicCatalog
 from omm.settings import get_settings
 from pipelines.feed_health.suites import FeedHealthConfig, SuiteConfig, load_suites
+from pipelines.rules.calendar import load_calendar
 from pipelines.rules.enforcement import EnforcementConfig, load_enforcement_config
+from pipelines.rules.intel import IntelConfig
 from pipelines.rules.personal_data import PersonalDataConfig
 from pipelines.rules.platforms import PlatformRegistry
 from pipelines.rules.record_rules import RecordRulesConfig
@@ -91,3 +93,13 @@ def load_enforcement(config_dir: Path | None = None) -> EnforcementConfig:
 @lru_cache(maxsize=8)
 def load_compliance(config_dir: Path | None = None) -> ComplianceFile:
     return ComplianceFile.model_validate(_read_yaml(config_path("compliance.yaml", config_dir)))
+
+
+@lru_cache(maxsize=8)
+def load_intel(config_dir: Path | None = None) -> IntelConfig:
+    """Complaint intelligence and credit (``intel.yaml``) with the calendar it names."""
+    raw = _read_yaml(config_path("intel.yaml", config_dir))
+    if not isinstance(raw, dict) or not isinstance(raw.get("calendar"), str):
+        raise ValueError(f"{config_path('intel.yaml', config_dir)}: calendar: <name> missing")
+    calendar = load_calendar(config_path("calendars", config_dir) / f"{raw['calendar']}.yaml")
+    return IntelConfig.model_validate({**raw, "calendar": calendar})

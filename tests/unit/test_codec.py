@@ -168,6 +168,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "deadline_at": ts(2026, 4, 21, 16, 0),
         "issued_at": ts(2026, 4, 17, 2, 0, 1),
         "evidence_ref": "omm.valid.inspections/0/42",
+        "complaint_id": None,
+        "credit_event_id": None,
     },
     "compliance_status": {
         "task_id": "t-5d41402abc4b2a76",
@@ -237,6 +239,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "rank": 1,
         "last_sampled_at": None,
         "computed_at": ts(2026, 4, 1, 0, 1),
+        "counts_by_issue_type": {"COUNTERFEIT": 5, "QUALITY": 32},
+        "counts_by_platform": {"jd": 7, "tmall": 30},
+        "counts_by_channel": {"HOTLINE_12315": 4, "PLATFORM": 33},
+        "example_complaint_ids": ["12315:H-2026-17", "tmall:C-2026-000183"],
     },
     "case_lead": {
         "lead_id": "cl-1",
@@ -248,6 +254,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "threshold": 10,
         "issue_types": ["COUNTERFEIT", "QUALITY"],
         "computed_at": ts(2026, 4, 1, 0, 2),
+        "complaint_ids": ["tmall:C-2026-000183"],
+        "counts_by_issue_type": {"COUNTERFEIT": 4, "QUALITY": 7},
     },
     "credit_event": {
         "event_id": "ce-1",
@@ -258,6 +266,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "penalty_ids": ["PEN-2025-000001", "PEN-2025-000207", "PEN-2026-000451"],
         "effective_at": ts(2026, 5, 8),
         "computed_at": ts(2026, 5, 8, 1, 0, 3),
+        "sellers": ["tmall:shop-4242"],
+        "listed_event_id": None,
     },
     "match_review": {
         "review_id": "mr-1",

@@ -63,7 +63,12 @@ def imported_forbidden(module: str) -> list[str]:
 
 def test_the_glob_finds_the_rule_modules() -> None:
     assert "pipelines.rules" in RULE_MODULES
-    assert {"pipelines.rules.record_rules", "pipelines.rules.matching"} <= set(RULE_MODULES)
+    assert {
+        "pipelines.rules.record_rules",
+        "pipelines.rules.matching",
+        "pipelines.rules.intel",
+        "pipelines.rules.credit",
+    } <= set(RULE_MODULES)
 
 
 @pytest.mark.parametrize("module", RULE_MODULES + OTHER_PURE_MODULES)
