@@ -4,23 +4,84 @@ The local default is the FnApiRunner, named explicitly: the DirectRunner first
 tries to download a Prism binary. Its embedded worker's state cache is turned
 off because measuring object sizes for it made a keyed join 8-20x slower
 (docs/runner-notes.md); on other runners the setting is ignored.
+
+Prism, Beam's portable runner, is the other runner omm is tested on (the Job API
+of the Flink and Spark job servers). Nothing downloads it: ``make prism`` builds
+it into the cache the Kafka jars use, and :func:`prism_binary` is the one place
+that knows where, so ``omm run all -- --runner=PrismRunner`` needs no more options.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from omm.errors import UserError
+
+FNAPI = "fnapirunner"
+PRISM = "prismrunner"
+# Where the SDK workers run when the command line does not say: in this process, so
+# a bounded read's process-wide idle clocks and shared sinks (connectors/beam_io.py,
+# connectors/sink.py) and an operator's stop (connectors.delivery) reach them.
+PRISM_DEFAULT_ENVIRONMENT = "LOOPBACK"
+
 
 def pipeline_args_with_defaults(args: list[str] | None, streaming: bool) -> list[str]:
     args = list(args or [])
-    if not any(a.startswith("--runner") for a in args):
+    if option(args, "runner") is None:
         args.append("--runner=FnApiRunner")
     if streaming and "--streaming" not in args:
         args.append("--streaming")
-    if any(a in ("--runner=FnApiRunner", "--runner=fnapirunner") for a in args):
+    runner = (option(args, "runner") or "").lower()
+    if runner == FNAPI:
         disable_fnapi_state_cache()
+    elif runner == PRISM:
+        if option(args, "prism_location") is None:
+            args.append(f"--prism_location={prism_binary()}")
+        if option(args, "environment_type") is None:
+            args.append(f"--environment_type={PRISM_DEFAULT_ENVIRONMENT}")
     return args
+
+
+def option(args: list[str], name: str) -> str | None:
+    """The value of ``--name`` in Beam's command line (``--name=V`` or ``--name V``)."""
+    flag = f"--{name}"
+    for i, arg in enumerate(args):
+        if arg.startswith(flag + "="):
+            return arg[len(flag) + 1 :]
+        if arg == flag:
+            return args[i + 1] if i + 1 < len(args) else ""
+    return None
 
 
 def disable_fnapi_state_cache() -> None:
     from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
     worker_handlers.STATE_CACHE_SIZE_MB = 0
+
+
+def beam_version() -> str:
+    """The installed Beam's version (requirements.lock pins it; ``make prism`` reads it there)."""
+    from apache_beam.version import __version__
+
+    return str(__version__)
+
+
+def default_prism_path() -> Path:
+    """Where ``make prism`` puts the binary: beside the Kafka jars, one directory per Beam
+    version (``${XDG_CACHE_HOME:-~/.cache}/omm/prism-<version>/prism``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "omm" / f"prism-{beam_version()}" / "prism"
+
+
+def prism_binary() -> Path:
+    """The Prism binary to run: ``OMM_PRISM`` when set, else the one ``make prism`` built."""
+    override = os.environ.get("OMM_PRISM", "").strip()
+    path = Path(override) if override else default_prism_path()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        source = "OMM_PRISM names" if override else "expected"
+        raise UserError(
+            f"no Prism runner binary at {path} ({source}): build it with `make prism` "
+            "(Go, once, several minutes), or set OMM_PRISM to a prism binary"
+        )
+    return path
