@@ -13,8 +13,11 @@ that knows where, so ``omm run all -- --runner=PrismRunner`` needs no more optio
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 from omm.errors import UserError
 
@@ -40,6 +43,7 @@ def pipeline_args_with_defaults(args: list[str] | None, streaming: bool) -> list
             args.append(f"--prism_location={prism_binary()}")
         if option(args, "environment_type") is None:
             args.append(f"--environment_type={PRISM_DEFAULT_ENVIRONMENT}")
+        share_prism_job_server(args)
     return args
 
 
@@ -85,3 +89,41 @@ def prism_binary() -> Path:
             "(Go, once, several minutes), or set OMM_PRISM to a prism binary"
         )
     return path
+
+
+# The Prism job server this process shares (see share_prism_job_server); held here so
+# Beam's shared handle keeps returning it.
+_prism_job_server: Any = None
+_prism_lock = threading.Lock()
+
+
+def share_prism_job_server(args: list[str]) -> None:
+    """Make the Prism job server every PrismRunner run of this process uses one that can be
+    started from any thread.
+
+    Beam's wrapper installs a SIGINT handler when it starts the job server, and only the
+    main thread may do that: ``omm run`` runs its stages in threads (omm/runner.py, which
+    handles Ctrl-C itself), so the first PrismRunner run failed with "signal only works in
+    main thread". The PrismRunner takes its job server from a per-process shared handle;
+    the one put there first here starts Prism without touching signals, once per process,
+    and stops it when the process exits.
+    """
+    global _prism_job_server
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability import job_server
+    from apache_beam.runners.portability.prism_runner import PrismJobServer, PrismRunner
+
+    class _AnyThreadJobServer(job_server.StopOnExitJobServer):
+        def start(self) -> Any:  # the job service's stub
+            with self._lock:
+                if not self._started:
+                    self._endpoint = self._job_server.start()
+                    self._started = True
+                    atexit.register(self.stop)
+            return self._endpoint
+
+    with _prism_lock:
+        if _prism_job_server is None:
+            _prism_job_server = PrismRunner.shared_handle.acquire(
+                lambda: _AnyThreadJobServer(PrismJobServer(PipelineOptions(args)))
+            )
