@@ -459,32 +459,17 @@ def assert_same(stage: Stage, expected: Outputs, got: Outputs) -> None:
 # ------------------------------------------------------------------ the tests
 
 
-# Prism 2.77 panics (and the job dies) when a bundle clears an ordered-list state of a
-# key it holds no state for yet: engine.(*TentativeData).ClearOrderedListState assigns
-# into a nil map (prism/internal/engine/data.go:336). The Python SDK sends a bundle's
-# clears before its appends, so comply's first bundle per shard, which rewrites a slot
-# it wrote in that same bundle, hits it. Strict: when Prism is fixed this says so.
-PRISM_ORDERED_LIST_CLEAR = pytest.mark.xfail(
-    reason="Prism 2.77 panics clearing an ordered-list state a key has no state for yet",
-    strict=True,
-)
-
-
-@pytest.mark.parametrize(
-    "name", ["ingest", "enforce", pytest.param("comply", marks=PRISM_ORDERED_LIST_CLEAR)]
-)
+@pytest.mark.parametrize("name", list(STAGES))
 def test_prism_writes_what_the_fnapi_runner_writes(name: str, baselines: Baselines) -> None:
     stage = STAGES[name]
     expected = baselines.fnapi(stage)
     # the scenario reaches every kind of output it is meant to, so "equal" is not "both empty"
     assert all(expected.topics[t] for t in _must_fill(stage)), expected.topics
-    # comply's panic would take the job server every later Prism run of this process shares
-    alone = ["--experiments=disable_prism_server_singleton"] if name == "comply" else []
-    got = run_stage(baselines.bootstrap, stage, baselines.inputs(stage), [*PRISM, *alone])
+    got = run_stage(baselines.bootstrap, stage, baselines.inputs(stage), PRISM)
     assert_same(stage, expected, got)
 
 
-@pytest.mark.parametrize("name", ["ingest", "enforce"])
+@pytest.mark.parametrize("name", list(STAGES))
 def test_the_job_alone_suffices_for_workers_in_another_process(
     name: str, baselines: Baselines, worker_pool: WorkerPool
 ) -> None:
@@ -499,22 +484,6 @@ def test_the_job_alone_suffices_for_workers_in_another_process(
     got = run_stage(baselines.bootstrap, stage, baselines.inputs(stage), external)
     assert worker_pool.workers_started() > started  # the pool's workers ran it, not this process
     assert_same(stage, expected, got)
-
-
-def test_the_comply_job_alone_suffices_for_workers_in_another_process(
-    baselines: Baselines, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Prism cannot run comply (above), and the FnApiRunner ignores an EXTERNAL environment:
-    its own subprocess workers (``multi_processing``) run it instead. They inherit this
-    process's directory and environment, so both are taken away for the run."""
-    expected = baselines.fnapi(COMPLY)
-    inputs = baselines.inputs(COMPLY)
-    monkeypatch.chdir(tmp_path)
-    for name in [k for k in os.environ if k.startswith("OMM_")]:
-        monkeypatch.delenv(name)
-    subprocesses = [*FNAPI, "--direct_running_mode=multi_processing", "--direct_num_workers=1"]
-    got = run_stage(baselines.bootstrap, COMPLY, inputs, subprocesses)
-    assert_same(COMPLY, expected, got)
 
 
 def _must_fill(stage: Stage) -> list[str]:
