@@ -106,7 +106,8 @@ def share_prism_job_server(args: list[str]) -> None:
     handles Ctrl-C itself), so the first PrismRunner run failed with "signal only works in
     main thread". The PrismRunner takes its job server from a per-process shared handle;
     the one put there first here starts Prism without touching signals, once per process,
-    and stops it when the process exits.
+    and stops it when the process exits. The first run's options (``--prism_location``,
+    ``--job_port``) decide it for the whole process.
     """
     global _prism_job_server
     from apache_beam.options.pipeline_options import PipelineOptions

@@ -51,6 +51,7 @@ from connectors import delivery
 from connectors.broker.manager import free_port
 from connectors.topics import TopicNames
 from omm.beam_runtime import pipeline_args_with_defaults
+from omm.errors import UserError
 from omm.generate import CATALOG, GARBAGE, FeedGenerator, broken_listings
 from omm.jobs import comply_job, enforce_job, ingest_job
 from pipelines.comply import run_comply
@@ -510,7 +511,13 @@ def test_prism_needs_no_options_beyond_its_name() -> None:
     assert Path(location).is_file() and os.access(location, os.X_OK)
     assert "--environment_type=LOOPBACK" in args
     # what the operator says wins
-    mine = ["--runner", "PrismRunner", "--environment_type", "EXTERNAL", "--prism_location=/x"]
+    mine = [
+        "--runner",
+        "PrismRunner",
+        "--environment_type",
+        "EXTERNAL",
+        f"--prism_location={location}",
+    ]
     assert pipeline_args_with_defaults(mine, streaming=False) == mine
 
 
@@ -568,3 +575,11 @@ def _wait_for(
         if seen >= count:
             return
     raise AssertionError(f"{seen} of {count} records on {topic} after {deadline_s:.0f} s")
+
+
+def test_a_missing_prism_says_to_run_make_prism(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMM_PRISM", str(tmp_path / "prism"))
+    with pytest.raises(UserError, match=r"make prism"):
+        pipeline_args_with_defaults(["--runner=PrismRunner"], streaming=False)
