@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser demo test unit lint bench clean
+.PHONY: help setup browser prism demo test unit lint bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36mmake %-7s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,10 +43,33 @@ browser: ## Headless Chromium for the report tests (Debian's chromium; apt-get w
 	fi
 	@command -v chromium >/dev/null 2>&1 || { echo "chromium is still missing after apt-get"; exit 1; }
 
+# Prism, Beam's portable runner (the Job API of the Flink and Spark job servers), for the
+# runner tests (tests/integration/test_runners.py) and `omm run ... -- --runner=PrismRunner`.
+# Built from the Go module proxy at the Beam version of requirements.lock, once, into the
+# cache the Kafka jars use; omm/beam_runtime.py looks for it there. A file target: a second
+# `make prism` is a stat. Built into a scratch directory and renamed, so an interrupted
+# build never leaves half a binary where omm would run it.
+BEAM_VERSION := $(shell sed -n 's/^apache-beam==//p' requirements.lock)
+OMM_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/omm
+PRISM := $(OMM_CACHE)/prism-$(BEAM_VERSION)/prism
+
+prism: $(PRISM) ## Build Beam's Prism runner (Go; about 7 min the first time), cached
+
+$(PRISM):
+	@[ -n "$(BEAM_VERSION)" ] || { echo "no apache-beam==VERSION line in requirements.lock"; exit 1; }
+	@command -v go >/dev/null || { echo "needs Go (1.24 or newer) to build Prism: install it, or put a prism binary at $@"; exit 1; }
+	@echo "building Prism $(BEAM_VERSION) into $(@D) (several minutes on 2 cores, once)"
+	@mkdir -p $(@D)
+	@tmp=$$(mktemp -d $(@D)/.partial-XXXXXX) && \
+	  trap 'rm -rf "$$tmp"' EXIT && \
+	  GOBIN="$$tmp" go install github.com/apache/beam/sdks/v2/go/cmd/prism@v$(BEAM_VERSION) && \
+	  mv "$$tmp/prism" $@
+	@echo "prism: $@"
+
 demo: setup ## The whole story on the embedded Kafka: broker, topics, feeds, ingest
 	$(BIN)/omm demo
 
-test: setup browser ## Unit + integration tests (starts its own Kafka broker on free ports)
+test: setup browser prism ## Unit + integration tests (starts its own Kafka broker on free ports)
 	$(BIN)/pytest -q
 
 unit: setup ## Only the tests that need neither Kafka nor Beam

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 import apache_beam as beam
 from apache_beam import pvalue, typehints
-from apache_beam.coders import PickleCoder
+from apache_beam.coders import PickleCoder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.userstate import (
     BagStateSpec,
@@ -112,10 +112,16 @@ def shard_of(listing: str, shards: int) -> int:
     return _digest(listing) % shards
 
 
+# room in a slot for versions of its entries (see _ShardState)
+_VERSIONS = 1 << 16
+LISTINGS_LIST, DEADLINES_LIST = "listings", "deadlines"
+
+
 def _slot(listing: str) -> Timestamp:
     # a listing's place in its shard's ordered list (used as a map): 40 bits of its
-    # digest, within the ordered list's range; equal slots (rare) share the entry list
-    return Timestamp(micros=_digest("slot|" + listing) >> 24)
+    # digest, times room for versions, within the ordered list's range; equal slots
+    # (rare) share the entry list
+    return Timestamp(micros=(_digest("slot|" + listing) >> 24) * _VERSIONS)
 
 
 def _ms(value: Any) -> int:
@@ -216,11 +222,51 @@ def _evidence(entity: str, r: dict[str, Any], rec: KafkaRecord) -> ListingItem |
 # ------------------------------------------------------------------ track
 
 
+class _ShardState:
+    """One shard's state for the bundle in progress: its two ordered lists, and what the
+    runner already holds of them.
+
+    Clearing a part of an ordered list is how a listing's entry is replaced and how fired
+    deadlines leave the index. Prism 2.77 panics when a bundle clears an ordered list of a
+    key it holds no state for yet (engine.(*TentativeData).ClearOrderedListState writes into
+    a nil map), and the SDK sends a bundle's clears before its appends: so a shard clears a
+    list only once an earlier bundle has committed something to it (``WRITTEN`` says which).
+    Until then an entry is replaced by a newer version appended in the listing's slot (the
+    newest wins when read; the next rewrite drops the older ones), and fired deadlines are
+    skipped by position (``FIRED``: the index is read from there on, on every runner).
+    """
+
+    def __init__(self, listings: Any, deadlines: Any, written: Any, fired: Any) -> None:
+        self.listings = listings
+        self.deadlines = deadlines
+        self._written_cell = written
+        self._fired_cell = fired
+        self._before: frozenset[str] = frozenset(written.read() or ())
+        self._now: set[str] = set()
+        self.fired: int = fired.read() or MIN_TIMESTAMP.micros
+
+    def may_clear(self, what: str) -> bool:
+        return what in self._before
+
+    def wrote(self, what: str) -> None:
+        if what not in self._before and what not in self._now:
+            self._now.add(what)
+            self._written_cell.write(self._before | self._now)
+
+    def fire_upto(self, micros: int) -> None:
+        if micros > self.fired:
+            self.fired = micros
+            self._fired_cell.write(micros)
+
+
 class _TrackComplianceFn(beam.DoFn):
     """Per shard: each listing's evidence, and the index of their next deadlines."""
 
     LISTINGS = OrderedListStateSpec("listings", PickleCoder())
     DEADLINES = OrderedListStateSpec("deadlines", PickleCoder())
+    # which of the two lists earlier bundles wrote; the index position fired up to (micros)
+    WRITTEN = ReadModifyWriteStateSpec("written", PickleCoder())
+    FIRED = ReadModifyWriteStateSpec("fired", VarIntCoder())
 
     def __init__(self, job: ComplyJob):
         self._cfg = job.config
@@ -231,46 +277,59 @@ class _TrackComplianceFn(beam.DoFn):
         self._statuses = Metrics.counter(STAGE, "statuses")
         self._overdue = Metrics.counter(STAGE, "deadlines_fired")
 
+    def start_bundle(self) -> None:
+        self._bundle: dict[int, _ShardState] = {}
+
     def process(
         self,
         element: tuple[int, ListingItem | ClockTick],
         listings: Any = beam.DoFn.StateParam(LISTINGS),
         deadlines: Any = beam.DoFn.StateParam(DEADLINES),
+        written: Any = beam.DoFn.StateParam(WRITTEN),
+        fired: Any = beam.DoFn.StateParam(FIRED),
     ) -> Iterator[Any]:
         shard, item = element
+        state = self._bundle.get(shard)
+        if state is None:
+            state = self._bundle[shard] = _ShardState(listings, deadlines, written, fired)
         if isinstance(item, ClockTick):
-            yield from self._tick(shard, item.now_ms, listings, deadlines)
+            yield from self._tick(item.now_ms, state)
             return
         slot = _slot(item.listing)
-        entries = self._read(listings, slot)
+        entries, newest = self._read(state, slot)
         ev, scheduled = entries.get(item.listing, (ListingEvidence(), None))
         _add(ev, item.evidence)
         yield from self._publish(ev)
-        entries[item.listing] = (ev, self._schedule(item.listing, ev, scheduled, deadlines))
-        self._write(listings, slot, entries)
+        entries[item.listing] = (ev, self._schedule(item.listing, ev, scheduled, state))
+        self._write(state, slot, entries, item.listing, newest)
 
-    def _tick(self, shard: int, now_ms: int, listings: Any, deadlines: Any) -> Iterator[Any]:
+    def _tick(self, now_ms: int, state: _ShardState) -> Iterator[Any]:
         # Every shard's tick reaches every platform's scorecard: a platform's outcomes come
         # from every shard, and a runner that processes a stage key by key (a batch run)
         # must still see a tick after the last of them, the shard's own last tick.
         for platform in self._platforms:
             yield pvalue.TaggedOutput(OUTCOMES, (platform, PlatformTick(now_ms)))
-        upto = Timestamp(micros=(now_ms + 1) * 1000)
-        due = {listing for _, listing in deadlines.read_range(MIN_TIMESTAMP, upto)}
+        upto = (now_ms + 1) * 1000
+        if upto <= state.fired:
+            return
+        read = state.deadlines.read_range(Timestamp(micros=state.fired), Timestamp(micros=upto))
+        due = {listing for _, listing in read}
+        state.fire_upto(upto)
         if not due:
             return
-        deadlines.clear_range(MIN_TIMESTAMP, upto)
+        if state.may_clear(DEADLINES_LIST):
+            state.deadlines.clear_range(MIN_TIMESTAMP, Timestamp(micros=upto))
         for listing in sorted(due):
             slot = _slot(listing)
-            entries = self._read(listings, slot)
+            entries, newest = self._read(state, slot)
             if listing not in entries:
                 continue
             ev, _ = entries[listing]
             ev.advance_clock(now_ms)
             self._overdue.inc()
             yield from self._publish(ev)
-            entries[listing] = (ev, self._schedule(listing, ev, None, deadlines))
-            self._write(listings, slot, entries)
+            entries[listing] = (ev, self._schedule(listing, ev, None, state))
+            self._write(state, slot, entries, listing, newest)
 
     def _publish(self, ev: ListingEvidence) -> Iterator[Any]:
         for status in ev.changes(self._cfg):
@@ -281,26 +340,49 @@ class _TrackComplianceFn(beam.DoFn):
             )
 
     def _schedule(
-        self, listing: str, ev: ListingEvidence, scheduled: int | None, deadlines: Any
+        self, listing: str, ev: ListingEvidence, scheduled: int | None, state: _ShardState
     ) -> int | None:
-        """Put the listing's next deadline in the index, unless it is there already."""
+        """Put the listing's next deadline in the index, unless it is there already (one
+        already passed goes where the next tick reads: it is due then)."""
         nxt = ev.next_deadline(self._cfg)
         if nxt is not None and nxt != scheduled:
-            deadlines.add((Timestamp(micros=nxt * 1000), listing))
+            at = max(nxt * 1000, state.fired)
+            state.deadlines.add((Timestamp(micros=at), listing))
+            state.wrote(DEADLINES_LIST)
         return nxt
 
     @staticmethod
-    def _read(listings: Any, slot: Timestamp) -> dict[str, tuple[ListingEvidence, int | None]]:
-        upto = Timestamp(micros=slot.micros + 1)
-        return {listing: value for _, (listing, value) in listings.read_range(slot, upto)}
+    def _read(
+        state: _ShardState, slot: Timestamp
+    ) -> tuple[dict[str, tuple[ListingEvidence, int | None]], int | None]:
+        """The slot's entries (the newest version of each) and the newest version's place."""
+        upto = Timestamp(micros=slot.micros + _VERSIONS)
+        entries: dict[str, tuple[ListingEvidence, int | None]] = {}
+        newest: int | None = None
+        for at, (listing, value) in state.listings.read_range(slot, upto):
+            entries[listing] = value  # read in order: a later version replaces an earlier
+            newest = at.micros
+        return entries, newest
 
     @staticmethod
     def _write(
-        listings: Any, slot: Timestamp, entries: dict[str, tuple[ListingEvidence, int | None]]
+        state: _ShardState,
+        slot: Timestamp,
+        entries: dict[str, tuple[ListingEvidence, int | None]],
+        changed: str,
+        newest: int | None,
     ) -> None:
-        listings.clear_range(slot, Timestamp(micros=slot.micros + 1))
-        for listing, value in entries.items():
-            listings.add((slot, (listing, value)))
+        if state.may_clear(LISTINGS_LIST):
+            state.listings.clear_range(slot, Timestamp(micros=slot.micros + _VERSIONS))
+            for listing, value in entries.items():
+                state.listings.add((slot, (listing, value)))
+            return
+        # nothing of this list committed yet: a newer version of the changed entry instead
+        version = slot.micros if newest is None else newest + 1
+        if version >= slot.micros + _VERSIONS:
+            raise RuntimeError(f"{_VERSIONS} versions of one listing slot in one bundle")
+        state.listings.add((Timestamp(micros=version), (changed, entries[changed])))
+        state.wrote(LISTINGS_LIST)
 
 
 def _add(ev: ListingEvidence, item: Evidence) -> None:

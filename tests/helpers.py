@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +126,57 @@ def ingest_until_idle(
     )
     accounts = run_ingest(job, ["--runner=FnApiRunner"])
     return {topics.strip(a.topic): a for a in accounts}
+
+
+def copy_topics(
+    bootstrap: str, source: TopicNames, target: TopicNames, names: Iterable[str]
+) -> int:
+    """Copy each catalog topic (unprefixed name) from ``source`` to ``target``: every record to
+    the same partition with its key, value, headers and timestamp, in order, so offsets, event
+    times and record times are the same and two runs over the two namespaces read the same
+    inputs. Returns how many records were copied."""
+    consumer = kafka_client.consumer(bootstrap)
+    producer = kafka_client.producer(bootstrap)
+    copied = 0
+    for name in names:
+        topic = f"{source.prefix}{name}"
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        deadline = time.monotonic() + 30.0
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end within 30 s")
+            for records in consumer.poll(timeout_ms=200).values():
+                for r in records:
+                    producer.send(
+                        f"{target.prefix}{name}",
+                        key=r.key,
+                        value=r.value,
+                        headers=list(r.headers or []),
+                        partition=r.partition,
+                        timestamp_ms=r.timestamp,
+                    )
+                    copied += 1
+    producer.flush()
+    producer.close()
+    consumer.close()
+    return copied
+
+
+def unprefixed(value: Any, prefix: str) -> Any:
+    """``value`` with every occurrence of a topic namespace's prefix taken out of its strings
+    (and of the strings in its lists, tuples, dicts and dataclasses, the latter as dicts): what
+    two namespaces' outputs differ by."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return unprefixed(asdict(value), prefix)
+    if isinstance(value, str):
+        return value.replace(prefix, "")
+    if isinstance(value, bytes):
+        return value.replace(prefix.encode("utf-8"), b"")
+    if isinstance(value, dict):
+        return {unprefixed(k, prefix): unprefixed(v, prefix) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(unprefixed(v, prefix) for v in value)
+    return value

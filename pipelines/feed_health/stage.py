@@ -19,7 +19,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -317,12 +317,11 @@ class _CheckFeedHealthFn(_FeedHealthFn):
 
 
 class _WarnBatchesFn(_FeedHealthFn):
-    """Warn-mode feeds: their records are already on their way, so only the values
-    are batched, in the worker's memory (no state, no shuffle: it runs fused with
-    the reader). A batch closes at ``batch_rows``; in bounded runs also in the
-    first bundle that brings it nothing new (the feed went quiet, e.g. the end of
-    the run); in streaming runs once it is ``window_seconds`` old (processing
-    time). A crash loses at most an unreported batch, never a record."""
+    """Warn-mode feeds in streaming runs: their records are already on their way, so
+    only the values are batched, in the worker's memory (no state, no shuffle: it runs
+    fused with the reader). A batch closes at ``batch_rows``, or once it is
+    ``window_seconds`` old (processing time). A crash loses at most an unreported
+    batch, never a record. (Bounded runs: :class:`_WholeRunBatchesFn`.)"""
 
     def setup(self) -> None:
         super().setup()
@@ -332,21 +331,15 @@ class _WarnBatchesFn(_FeedHealthFn):
         # reads them, with the feeds, from the start of omm.tasks.<platform> every run)
         self._known: dict[str, set[str]] = {}
 
-    def start_bundle(self) -> None:
-        self._touched: set[str] = set()
-
     def process(self, element: tuple[str, HealthInput]) -> Iterator[OutboundMessage]:
         key, row = element
         if isinstance(row, KnownTask):
             self._known.setdefault(key, set()).add(row.task_id)
-            # tasks still arriving for this platform: its open batch is not "quiet" yet
-            self._touched.add(key)
             return
         batch = self._open.setdefault(key, [])
         if not batch:
             self._opened_at[key] = time.monotonic()
         batch.append(row)
-        self._touched.add(key)
         if len(batch) >= self._cfg.batch_rows:
             yield from self._batch_judge.judge(key, self._open.pop(key), self._known_for(key))
 
@@ -356,11 +349,7 @@ class _WarnBatchesFn(_FeedHealthFn):
     def finish_bundle(self) -> Iterator[WindowedValue]:
         now = time.monotonic()
         for key in list(self._open):
-            if self._streaming:
-                due = now - self._opened_at[key] >= self._cfg.window_seconds
-            else:
-                due = key not in self._touched
-            if due:
+            if now - self._opened_at[key] >= self._cfg.window_seconds:
                 batch = self._open.pop(key)
                 for message in self._batch_judge.judge(key, batch, self._known_for(key)):
                     yield WindowedValue(message, Timestamp.now(), (GlobalWindow(),))
@@ -371,6 +360,7 @@ class _FeedHealthStage(beam.PTransform):
 
     def __init__(self, job: FeedHealthJob):
         super().__init__()
+        self._job = job
         self._fn = self.fn(job)
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
@@ -379,10 +369,46 @@ class _FeedHealthStage(beam.PTransform):
         )
 
 
+class _WholeRunBatchesFn(_FeedHealthFn):
+    """Warn-mode feeds in bounded runs: one key's rows of the whole run (and the ids of
+    the tasks issued to its platform), judged in batches of ``batch_rows``.
+
+    Grouped by the runner, not cut at bundle ends: where a bundle ends is the runner's
+    choice (Prism ends one at every deferred partition, the FnApiRunner after a round of
+    all of them), so "the first bundle that brings a batch nothing new" made batches of
+    one partition's poll on Prism and of the whole run on the FnApiRunner. A GroupByKey
+    of a bounded read is the whole run on every runner. Rows are sorted first, so the
+    same inputs make the same batches whatever the read order."""
+
+    def process(self, element: tuple[str, Iterable[HealthInput]]) -> Iterator[OutboundMessage]:
+        key, items = element
+        rows: list[HealthRow] = []
+        known: set[str] = set()
+        for item in items:
+            if isinstance(item, KnownTask):
+                known.add(item.task_id)
+            else:
+                rows.append(item)
+        rows.sort(key=lambda r: (r.event_ms, r.source_topic, repr(r.values)))
+        size = self._cfg.batch_rows
+        for start in range(0, len(rows), size):
+            yield from self._batch_judge.judge(key, rows[start : start + size], frozenset(known))
+
+
 class BatchWarnFeeds(_FeedHealthStage):
     """(platform|feed, HealthRow) of warn-mode feeds -> feed-health records."""
 
     fn = _WarnBatchesFn
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        if self._job.streaming:
+            return super().expand(rows)
+        # str keys: a deterministic key coder, as grouping requires
+        return (
+            rows
+            | "GroupWholeRun" >> beam.GroupByKey().with_input_types(tuple[str, HealthInput])
+            | "ValidateBatches" >> beam.ParDo(_WholeRunBatchesFn(self._job))
+        )
 
 
 class CheckFeedHealth(_FeedHealthStage):
