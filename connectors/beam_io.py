@@ -44,6 +44,7 @@ import apache_beam as beam
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
@@ -401,6 +402,13 @@ class _ReadPartitionFn(beam.DoFn):
         tracker.defer_remainder(Duration(seconds=min(self._clock.every_s, 0.5)))
 
 
+# Runners on which a reader must not ask for bundle finalization. Prism 2.77 answers a
+# splittable reader's request with a FinalizeBundle the SDK worker can no longer serve
+# ("Bundle is not in a finalizable state"), which fails the job. Prism keeps no state
+# across restarts, so its stages rebuild from the earliest offsets and need no commit.
+_NO_FINALIZATION = frozenset({"prismrunner"})
+
+
 class ReadFromKafka(beam.PTransform):
     """Read topics as ``KafkaRecord`` elements, one restriction per partition.
 
@@ -466,6 +474,11 @@ class ReadFromKafka(beam.PTransform):
             for p in ps
         ]
 
+    def _finalizes(self, pbegin: beam.pvalue.PBegin) -> bool:
+        """Whether this read commits from bundle finalizers on the pipeline's runner."""
+        runner = pbegin.pipeline.options.view_as(StandardOptions).runner
+        return self._commit_when_finalized and str(runner or "").lower() not in _NO_FINALIZATION
+
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         # ONE reader seeded with every partition: a Flatten of several readers
         # would hold everything downstream until they all finish (docs/runner-notes.md).
@@ -490,7 +503,7 @@ class ReadFromKafka(beam.PTransform):
                     self._poll_timeout_ms,
                     self._clock,
                     {(s.topic, s.partition): s.start_offset for s in seeds if s.topic != CLOCK},
-                    self._group_id if self._commit_when_finalized else None,
+                    self._group_id if self._finalizes(pbegin) else None,
                 )
             )
         )

@@ -299,6 +299,12 @@ class _TrackComplianceFn(beam.DoFn):
         entries, newest = self._read(state, slot)
         ev, scheduled = entries.get(item.listing, (ListingEvidence(), None))
         _add(ev, item.evidence)
+        if state.fired > MIN_TIMESTAMP.micros:
+            # Evidence read after a tick is judged at that tick's time: a runner that
+            # shuffles before this stage (Prism, Flink) may deliver a bounded run's last
+            # tick before the last evidence, and a deadline it already passed must not
+            # wait for a tick that never comes. Statuses carry event times, not this.
+            ev.advance_clock(state.fired // 1000 - 1)
         yield from self._publish(ev)
         entries[item.listing] = (ev, self._schedule(item.listing, ev, scheduled, state))
         self._write(state, slot, entries, item.listing, newest)

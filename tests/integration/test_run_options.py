@@ -117,3 +117,26 @@ def test_beam_options_after_the_double_dash_reach_every_stage(
         assert f"{stage} on fnapirunner" in good.stdout  # as given, not the default
     for platform in SELLING:
         assert read_all(kafka_bootstrap, market.tasks(platform))
+
+
+def test_run_all_on_prism_from_the_command_line(kafka_bootstrap: str, market: TopicNames) -> None:
+    # Prism is found where `make prism` built it, with LOOPBACK workers (omm.beam_runtime)
+    result = omm(
+        kafka_bootstrap, "run", "all", "--prefix", market.prefix, "--until-idle", "2", "--",
+        "--runner=PrismRunner",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for stage in ("ingest", "enforce", "comply"):
+        assert f"{stage} on PrismRunner" in result.stdout
+    delistings = {
+        m.key
+        for p in SELLING
+        for m in read_all(kafka_bootstrap, market.tasks(p))
+        if m.record is not None and m.record["kind"] == "DELIST"
+    }
+    assert len(delistings) == len(SELLING)
+    # comply tracked every delisting task it was given: one status per task id
+    statuses = {
+        m.key for m in read_all(kafka_bootstrap, market.compliance_status) if m.record is not None
+    }
+    assert statuses == delistings
