@@ -9,6 +9,7 @@ counted and the idle wait that ends a bounded run is not."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rich.console import Console
 
@@ -66,7 +67,8 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=["ingest", "enforce", "comply"], default=None)
     args = parser.parse_args()
-    console = Console()
+    # wide enough for the growth table when the output goes to a file (a long run's log)
+    console = Console() if sys.stdout.isatty() else Console(width=180)
     bootstrap = start_broker(console)
     if args.only in (None, "ingest"):
         bench_ingest(bootstrap, args.records, console)

@@ -213,22 +213,52 @@ class ComplyBench:
         job = comply_job(
             self.bootstrap, topics, platforms=[PLATFORM], idle_timeout_s=20.0, tick_seconds=1.0
         )
-        runner = threading.Thread(
-            target=run_comply,
-            args=(job, pipeline_args_with_defaults(self.runner.args(), streaming=True)),
-            daemon=True,
-        )
         watcher = StatusWatcher(self.bootstrap, topics.compliance_status)
-        out: dict[str, list[float]] = {"takedown notice": [], "listing feed": [], "deadline": []}
+        ended = threading.Event()
+        outcome: list[tuple[dict[str, list[float]], float]] = []
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                outcome.append(self._decide(topics, deciding, watcher, ended, baseline))
+            except BaseException as exc:
+                failure.append(exc)
+
+        # the run in this thread, the bench beside it: Prism's job server installs a
+        # signal handler, which only the main thread may; the run ends after its idle window
+        helper = threading.Thread(target=work, daemon=True)
         baseline = rss_bytes()
+        helper.start()
+        try:
+            run_comply(job, pipeline_args_with_defaults(self.runner.args(), streaming=True))
+        finally:
+            ended.set()
+        helper.join(timeout=300)
+        watcher.close()
+        if failure:
+            raise failure[0]
+        if not outcome:
+            raise SystemExit("the comply run ended before the bench was done with it")
+        return outcome[0]
+
+    def _decide(
+        self,
+        topics: TopicNames,
+        deciding: int,
+        watcher: StatusWatcher,
+        ended: threading.Event,
+        baseline: int,
+    ) -> tuple[dict[str, list[float]], float]:
+        out: dict[str, list[float]] = {"takedown notice": [], "listing feed": [], "deadline": []}
         with self.console.status(f"streaming comply: loading {self.n:,} tasks into state…"):
-            runner.start()
             watcher.wait_for(f"bench-task-{self.n - 1:08d}", "ISSUED", timeout_s=3600)
         per_task = (rss_bytes() - baseline) / self.n
         producer = kafka_client.producer(self.bootstrap, linger_ms=0)
         gen = self.gen
         with self.console.status(f"{deciding} notices, observations, deadlines, one at a time…"):
             for k in range(deciding):
+                if ended.is_set():
+                    raise SystemExit("the comply run ended early (its error is above)")
                 i = (k * 7919) % self.n
                 sent = time.time()
                 self._send(producer, topics.valid("takedown"), "takedown", self.notice(i))
@@ -256,8 +286,6 @@ class ComplyBench:
                 fired = watcher.wait_for(f"bench-task-{i:08d}", "OVERDUE", 120)
                 out["deadline"].append(fired - soon.timestamp())
         producer.close()
-        watcher.close()
-        runner.join(timeout=120)
         return out, per_task
 
     def _send(self, producer: Any, topic: str, entity: str, record: dict[str, Any]) -> None:

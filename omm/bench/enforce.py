@@ -30,8 +30,9 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kafka import TopicPartition
 from rich.console import Console
@@ -47,6 +48,8 @@ from omm.generate import FeedGenerator
 from omm.jobs import enforce_job
 from pipelines.enforce import run_enforce
 from schemas.registry import SchemaRegistry
+
+T = TypeVar("T")
 
 LISTINGS_PER_PRODUCT = 10
 # not Avro (no magic byte): enforce dead-letters it, which is how the bench sees it read
@@ -235,13 +238,32 @@ class EnforceBench:
             total += sum(len(k.encode()) for k in keys) / LISTINGS_PER_PRODUCT
         return total / sample
 
-    def _start(self, topics: TopicNames) -> threading.Thread:
-        job = enforce_job(self.bootstrap, topics, idle_timeout_s=IDLE_S)
-        runner = threading.Thread(
-            target=run_enforce, args=(job, self.args(streaming=True)), daemon=True
-        )
-        runner.start()
-        return runner
+    def _streaming(self, topics: TopicNames, work: Callable[[Run], T]) -> T:
+        """A streaming enforce run in this thread, ``work`` beside it in another; the run
+        ends after its idle window, once ``work`` stops feeding it. This thread, because
+        Prism's job server installs a signal handler, which only the main thread may."""
+        run = Run()
+        out: list[T] = []
+
+        def side() -> None:
+            try:
+                out.append(work(run))
+            except BaseException as exc:
+                run.failed = exc
+
+        helper = threading.Thread(target=side, daemon=True)
+        run.started = time.time()
+        helper.start()
+        try:
+            run_enforce(enforce_job(self.bootstrap, topics, idle_timeout_s=IDLE_S), self.args(True))
+        finally:
+            run.ended.set()
+        helper.join(timeout=300)
+        if run.failed is not None:
+            raise run.failed
+        if not out:
+            raise SystemExit("the enforce run ended before the bench was done with it")
+        return out[0]
 
     def _fail(self, producer: Any, topics: TopicNames, watcher: TaskWatcher) -> float:
         """Publish one FAIL for a product on sale on every platform; seconds to its tenth task."""
@@ -265,49 +287,45 @@ class EnforceBench:
         baseline = rss_bytes()
         watcher = TaskWatcher(self.bootstrap, [topics.tasks(p) for p in self.platforms])
         dlq = DeadLetterCounter(self.bootstrap, topics.dlq)
-        with self.console.status(f"streaming enforce: loading {self.n:,} listings into state…"):
-            started = time.time()
-            runner = self._start(topics)
-            loaded = dlq.wait_for(markers, timeout_s=7200)
-        load = Rate(
-            f"omm enforce, streaming load into state ({self.runner.label})",
-            self.n,
-            loaded - started,
-        )
-        per_listing = (rss_bytes() - baseline) / self.n
-        latencies = []
-        producer = kafka_client.producer(self.bootstrap, linger_ms=0)
-        with self.console.status(f"publishing {results} FAIL results one at a time…"):
-            for _ in range(results):
-                latencies.append(self._fail(producer, topics, watcher))
-        producer.close()
-        watcher.close()
-        dlq.close()
-        runner.join(timeout=IDLE_S + 120)
-        if runner.is_alive():
-            raise SystemExit("the streaming enforce run did not end after its idle window")
-        return load, latencies, per_listing
+
+        def work(run: Run) -> tuple[Rate, list[float], float]:
+            with self.console.status(f"streaming enforce: loading {self.n:,} listings…"):
+                loaded = dlq.wait_for(markers, run, timeout_s=7200)
+            label = f"omm enforce, streaming load into state ({self.runner.label})"
+            load = Rate(label, self.n, loaded - run.started)
+            per_listing = (rss_bytes() - baseline) / self.n
+            producer = kafka_client.producer(self.bootstrap, linger_ms=0)
+            with self.console.status(f"publishing {results} FAIL results one at a time…"):
+                latencies = [self._fail(producer, topics, watcher) for _ in range(results)]
+            producer.close()
+            return load, latencies, per_listing
+
+        try:
+            return self._streaming(topics, work)
+        finally:
+            watcher.close()
+            dlq.close()
 
     def rebuild_run(self, topics: TopicNames, markers: int) -> tuple[Rate, float]:
         """Enforce again from the earliest offsets: the state rebuilt, as after a restart."""
         watcher = TaskWatcher(self.bootstrap, [topics.tasks(p) for p in self.platforms])
         dlq = DeadLetterCounter(self.bootstrap, topics.dlq)
-        with self.console.status(f"restart: rebuilding the state of {self.n:,} listings…"):
-            started = time.time()
-            runner = self._start(topics)
-            caught_up = dlq.wait_for(markers, timeout_s=7200)
-        rebuilt = Rate(
-            f"omm enforce, restart: state rebuilt ({self.runner.label})",
-            self.n,
-            caught_up - started,
-        )
-        producer = kafka_client.producer(self.bootstrap, linger_ms=0)
-        after = self._fail(producer, topics, watcher)
-        producer.close()
-        watcher.close()
-        dlq.close()
-        runner.join(timeout=IDLE_S + 120)
-        return rebuilt, after
+
+        def work(run: Run) -> tuple[Rate, float]:
+            with self.console.status(f"restart: rebuilding the state of {self.n:,} listings…"):
+                caught_up = dlq.wait_for(markers, run, timeout_s=7200)
+            label = f"omm enforce, restart: state rebuilt ({self.runner.label})"
+            rebuilt = Rate(label, self.n, caught_up - run.started)
+            producer = kafka_client.producer(self.bootstrap, linger_ms=0)
+            after = self._fail(producer, topics, watcher)
+            producer.close()
+            return rebuilt, after
+
+        try:
+            return self._streaming(topics, work)
+        finally:
+            watcher.close()
+            dlq.close()
 
     def bounded_run(self, topics: TopicNames) -> Rate:
         with self.console.status("bounded enforce run (throughput)…"):
@@ -324,6 +342,20 @@ class EnforceBench:
         return Rate(f"omm enforce, bounded ({self.runner.label})", account.read, took)
 
 
+class Run:
+    """What the bench's side thread knows of the streaming run beside it."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.ended = threading.Event()
+        self.failed: BaseException | None = None
+
+    def check(self) -> None:
+        """Raise when the run ended before the bench was done waiting on it."""
+        if self.ended.is_set():
+            raise SystemExit("the enforce run ended early (its error is above)")
+
+
 class DeadLetterCounter:
     """Counts the records arriving on omm.dlq from now on; when the N-th arrived."""
 
@@ -337,11 +369,12 @@ class DeadLetterCounter:
         self._consumer.seek_to_end(*tps)
         self._seen = 0
 
-    def wait_for(self, count: int, timeout_s: float) -> float:
+    def wait_for(self, count: int, run: Run, timeout_s: float) -> float:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._seen >= count:
                 return time.time()
+            run.check()
             for records in self._consumer.poll(timeout_ms=50).values():
                 self._seen += len(records)
         raise TimeoutError(f"fewer than {count} dead letters after {timeout_s}s")
