@@ -53,6 +53,12 @@ def main() -> None:
         "--prism-location", default=None, help="Prism binary (default: $OMM_PRISM, then the cache)"
     )
     parser.add_argument(
+        "--records-per-poll",
+        type=int,
+        default=None,
+        help="enforce's reader: records per poll (default: the job's)",
+    )
+    parser.add_argument(
         "--rebuild",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -75,7 +81,15 @@ def main() -> None:
     runners = [runner(name, args.prism_location) for name in args.runner]
     if args.only in (None, "enforce"):
         figures = [
-            bench_enforce(bootstrap, n, args.results, console, r, rebuild=args.rebuild)
+            bench_enforce(
+                bootstrap,
+                n,
+                args.results,
+                console,
+                r,
+                rebuild=args.rebuild,
+                records_per_poll=args.records_per_poll,
+            )
             for r in runners
             for n in args.live_listings
         ]

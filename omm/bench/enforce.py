@@ -31,7 +31,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from kafka import TopicPartition
@@ -46,7 +46,7 @@ from omm.bench.runners import Runner, rss_bytes
 from omm.config import load_enforcement, load_platforms, resolved_topics
 from omm.generate import FeedGenerator
 from omm.jobs import enforce_job
-from pipelines.enforce import run_enforce
+from pipelines.enforce import EnforceJob, run_enforce
 from schemas.registry import SchemaRegistry
 
 T = TypeVar("T")
@@ -87,7 +87,15 @@ class EnforceFigures:
 
 
 class EnforceBench:
-    def __init__(self, bootstrap: str, n: int, console: Console, runner: Runner) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        n: int,
+        console: Console,
+        runner: Runner,
+        records_per_poll: int | None = None,
+    ) -> None:
+        self.records_per_poll = records_per_poll  # None: the job's own default
         self.bootstrap = bootstrap
         self.n = n
         self.console = console
@@ -96,6 +104,12 @@ class EnforceBench:
         self.registry = SchemaRegistry.load()
         self.gen = FeedGenerator(seed=5)
         self._results_sent = 0
+
+    def job(self, topics: TopicNames, idle_timeout_s: float) -> EnforceJob:
+        job = enforce_job(self.bootstrap, topics, idle_timeout_s=idle_timeout_s)
+        if self.records_per_poll is None:
+            return job
+        return replace(job, max_records_per_poll=self.records_per_poll)
 
     def args(self, streaming: bool) -> list[str]:
         return pipeline_args_with_defaults(self.runner.args(), streaming=streaming)
@@ -255,7 +269,10 @@ class EnforceBench:
         run.started = time.time()
         helper.start()
         try:
-            run_enforce(enforce_job(self.bootstrap, topics, idle_timeout_s=IDLE_S), self.args(True))
+            run_enforce(
+                self.job(topics, IDLE_S),
+                self.args(True),
+            )
         finally:
             run.ended.set()
         helper.join(timeout=300)
@@ -332,7 +349,7 @@ class EnforceBench:
             idle = 3.0
             started = time.time()
             account = run_enforce(
-                enforce_job(self.bootstrap, topics, idle_timeout_s=idle),
+                self.job(topics, idle),
                 self.args(streaming=False),
             )
             took = time.time() - started - idle
@@ -423,8 +440,10 @@ def bench_enforce(
     runner: Runner,
     rebuild: bool = False,
     bounded: bool = True,
+    records_per_poll: int | None = None,
 ) -> EnforceFigures:
-    return EnforceBench(bootstrap, n, console, runner).run(results, rebuild, bounded)
+    bench = EnforceBench(bootstrap, n, console, runner, records_per_poll)
+    return bench.run(results, rebuild, bounded)
 
 
 def growth_table(figures: list[EnforceFigures]) -> Table:
