@@ -94,6 +94,7 @@ def enforce_job(
         in_event_order=in_event_order,
         max_records_per_poll=max_records_per_poll,
         start=start,
+        platforms=tuple(load_platforms(config_dir).ids),
     )
 
 

@@ -9,13 +9,27 @@ counted and the idle wait that ends a bounded run is not."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rich.console import Console
 
 from omm.bench.comply import bench_comply
-from omm.bench.enforce import bench_enforce
+from omm.bench.enforce import bench_enforce, growth_table
 from omm.bench.ingest import bench_ingest
 from omm.bench.limits import start_broker
+from omm.bench.runners import load_average, runner
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(n.replace("_", "")) for n in text.split(",") if n.strip()]
+
+
+def _runners(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ("fnapi", "prism")]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown runner {unknown[0]!r}: fnapi or prism")
+    return names
 
 
 def main() -> None:
@@ -23,10 +37,32 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000, help="listing events for ingest")
     parser.add_argument(
         "--live-listings",
+        "--listings",
+        type=_sizes,
+        default=[100_000, 300_000],
+        help="live listings in enforce state, comma-separated (e.g. 100000,300000,1000000): "
+        "one enforce run each, printed side by side",
+    )
+    parser.add_argument(
+        "--runner",
+        type=_runners,
+        default=["fnapi"],
+        help="Beam runners for enforce and comply, comma-separated: fnapi, prism",
+    )
+    parser.add_argument(
+        "--prism-location", default=None, help="Prism binary (default: $OMM_PRISM, then the cache)"
+    )
+    parser.add_argument(
+        "--records-per-poll",
         type=int,
-        nargs="*",
-        default=[100_000, 1_000_000],
-        help="live listings in enforce state for the latency runs",
+        default=None,
+        help="enforce's reader: records per poll (default: the job's)",
+    )
+    parser.add_argument(
+        "--rebuild",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time enforce rebuilding its state from the earliest offsets, as after a restart",
     )
     parser.add_argument("--results", type=int, default=50, help="FAIL results timed per run")
     parser.add_argument(
@@ -37,15 +73,31 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=["ingest", "enforce", "comply"], default=None)
     args = parser.parse_args()
-    console = Console()
+    # wide enough for the growth table when the output goes to a file (a long run's log)
+    console = Console() if sys.stdout.isatty() else Console(width=180)
     bootstrap = start_broker(console)
     if args.only in (None, "ingest"):
         bench_ingest(bootstrap, args.records, console)
+    runners = [runner(name, args.prism_location) for name in args.runner]
     if args.only in (None, "enforce"):
-        for n in args.live_listings:
-            bench_enforce(bootstrap, n, args.results, console)
+        figures = [
+            bench_enforce(
+                bootstrap,
+                n,
+                args.results,
+                console,
+                r,
+                rebuild=args.rebuild,
+                records_per_poll=args.records_per_poll,
+            )
+            for r in runners
+            for n in args.live_listings
+        ]
+        console.print(growth_table(figures))
+        console.print(f"load average: {load_average()}")
     if args.only in (None, "comply"):
-        bench_comply(bootstrap, args.open_tasks, args.deciding, console)
+        for r in runners:
+            bench_comply(bootstrap, args.open_tasks, args.deciding, console, r)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ its state; then, one at a time, a deciding event and the wait for the status it
 decides: a notice (COMPLETED_ON_TIME), a REMOVED observation in the listing feed
 (COMPLETED_ON_TIME), and a deadline passing with nothing else arriving
 (OVERDUE, timed from the deadline).
+
+State: the growth of the resident memory of the processes holding comply's
+state (this one, plus Prism's on Prism) while it loads the N open tasks,
+divided by N, beside the encoded size of what the state keeps per open task
+(its listing's evidence entry and deadline index entry, and its outcome in the
+platform's scorecard state, PickleCoder-encoded as the runner stores them).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from connectors import kafka_client
 from connectors.topics import TopicNames
 from omm.beam_runtime import pipeline_args_with_defaults
 from omm.bench.limits import MACHINE, Rate, last_timestamp_ms, rate_table, raw_limit
+from omm.bench.runners import Runner, rss_bytes
 from omm.config import resolved_topics
 from omm.generate import FeedGenerator
 from omm.jobs import comply_job
@@ -36,7 +43,10 @@ PLATFORM = "tmall"
 
 
 class ComplyBench:
-    def __init__(self, bootstrap: str, n: int, console: Console) -> None:
+    def __init__(
+        self, bootstrap: str, n: int, console: Console, runner: Runner | None = None
+    ) -> None:
+        self.runner = runner or Runner("fnapi")
         self.bootstrap = bootstrap
         self.n = n
         self.console = console
@@ -93,7 +103,7 @@ class ComplyBench:
         producer.close()
 
     def run(self, deciding: int) -> None:
-        self.console.rule(f"[b]comply with {self.n:,} open tasks")
+        self.console.rule(f"[b]comply with {self.n:,} open tasks, {self.runner.label}")
         far = self.now + timedelta(days=30)
         topics = self.namespace("c")
         with self.console.status(f"producing {self.n:,} tasks and as many notices…"):
@@ -126,20 +136,23 @@ class ComplyBench:
             started = time.time()
             account = run_comply(
                 comply_job(self.bootstrap, topics, platforms=[PLATFORM], idle_timeout_s=3.0),
-                pipeline_args_with_defaults(None, streaming=False),
+                pipeline_args_with_defaults(self.runner.args(), streaming=False),
             )
-            last = last_timestamp_ms(self.bootstrap, topics.compliance_status, 2 * self.n) / 1000
+            # the run has ended and flushed: every status is on the topic. At least one per
+            # task; two (ISSUED, then COMPLETED) only when the task was read before its
+            # notice, which the read order decides (118,793 of 200,000 here once)
+            last = last_timestamp_ms(self.bootstrap, topics.compliance_status, self.n) / 1000
         if account.read != 2 * self.n or not account.balanced:
             raise SystemExit(f"comply read {account.read} of {2 * self.n}: {account}")
         throughput = Rate(
-            "omm comply, bounded (decode + per-listing state + status)",
+            f"omm comply, bounded (decode + per-listing state + status), {self.runner.label}",
             account.read,
             last - started,
         )
         self.console.print(
             rate_table(f"comply throughput, {self.n:,} tasks + notices", raw, [throughput])
         )
-        latencies = self.latency_run(deciding)
+        latencies, per_task = self.latency_run(deciding)
         table = Table(title=f"deciding event → status, {self.n:,} open tasks in state")
         for column in ("deciding event", "n", "p50 s", "p99 s", "max s"):
             table.add_column(column, justify="right")
@@ -154,9 +167,46 @@ class ComplyBench:
                 f"{ordered[-1]:.3f}",
             )
         self.console.print(table)
+        self.console.print(
+            # the bounded run before it freed memory the state may reuse: an under-count,
+            # and below zero when the state took less than was freed
+            "state per open task: RSS growth "
+            + (f"{per_task:,.0f} B (an under-count), " if per_task > 0 else "n/a, ")
+            + f"encoded {self.encoded_state_bytes():,.0f} B"
+        )
         self.console.print(f"machine: {MACHINE}")
 
-    def latency_run(self, deciding: int) -> dict[str, list[float]]:
+    def encoded_state_bytes(self) -> float:
+        """Bytes comply's state keeps per open task, encoded as the runner stores them."""
+        from apache_beam.coders import PickleCoder
+        from apache_beam.utils.timestamp import Timestamp
+
+        from connectors.records import KafkaRecord
+        from pipelines.comply import _add, _evidence, _slot
+        from pipelines.rules.compliance import ListingEvidence, TaskOutcome
+
+        cfg = comply_job(self.bootstrap, TopicNames(), platforms=[PLATFORM]).config
+        coder = PickleCoder()
+        far = self.now + timedelta(days=30)
+        sample = 1000
+        entries = 0
+        outcomes: dict[str, Any] = {}
+        for i in range(sample):
+            record = self.task(i, far)
+            rec = KafkaRecord("t", 0, i, b"", b"", (), 0)
+            item = _evidence("task", record, rec)
+            assert item is not None
+            ev = ListingEvidence()
+            _add(ev, item.evidence)
+            for status in ev.changes(cfg):
+                outcomes[status.task_id] = TaskOutcome.of(status, cfg.calendar)
+            nxt = ev.next_deadline(cfg)
+            slot = _slot(item.listing)
+            entries += len(coder.encode((slot, (item.listing, (ev, nxt)))))
+            entries += len(coder.encode((Timestamp(micros=(nxt or 0) * 1000), item.listing)))
+        return (entries + len(coder.encode(outcomes))) / sample
+
+    def latency_run(self, deciding: int) -> tuple[dict[str, list[float]], float]:
         topics = self.namespace("l")
         far = self.now + timedelta(days=30)
         with self.console.status(f"producing {self.n:,} open tasks…"):
@@ -169,20 +219,52 @@ class ComplyBench:
         job = comply_job(
             self.bootstrap, topics, platforms=[PLATFORM], idle_timeout_s=20.0, tick_seconds=1.0
         )
-        runner = threading.Thread(
-            target=run_comply,
-            args=(job, pipeline_args_with_defaults(None, streaming=True)),
-            daemon=True,
-        )
         watcher = StatusWatcher(self.bootstrap, topics.compliance_status)
+        ended = threading.Event()
+        outcome: list[tuple[dict[str, list[float]], float]] = []
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                outcome.append(self._decide(topics, deciding, watcher, ended, baseline))
+            except BaseException as exc:
+                failure.append(exc)
+
+        # the run in this thread, the bench beside it: Prism's job server installs a
+        # signal handler, which only the main thread may; the run ends after its idle window
+        helper = threading.Thread(target=work, daemon=True)
+        baseline = rss_bytes()
+        helper.start()
+        try:
+            run_comply(job, pipeline_args_with_defaults(self.runner.args(), streaming=True))
+        finally:
+            ended.set()
+        helper.join(timeout=300)
+        watcher.close()
+        if failure:
+            raise failure[0]
+        if not outcome:
+            raise SystemExit("the comply run ended before the bench was done with it")
+        return outcome[0]
+
+    def _decide(
+        self,
+        topics: TopicNames,
+        deciding: int,
+        watcher: StatusWatcher,
+        ended: threading.Event,
+        baseline: int,
+    ) -> tuple[dict[str, list[float]], float]:
         out: dict[str, list[float]] = {"takedown notice": [], "listing feed": [], "deadline": []}
         with self.console.status(f"streaming comply: loading {self.n:,} tasks into state…"):
-            runner.start()
             watcher.wait_for(f"bench-task-{self.n - 1:08d}", "ISSUED", timeout_s=3600)
+        per_task = (rss_bytes() - baseline) / self.n
         producer = kafka_client.producer(self.bootstrap, linger_ms=0)
         gen = self.gen
         with self.console.status(f"{deciding} notices, observations, deadlines, one at a time…"):
             for k in range(deciding):
+                if ended.is_set():
+                    raise SystemExit("the comply run ended early (its error is above)")
                 i = (k * 7919) % self.n
                 sent = time.time()
                 self._send(producer, topics.valid("takedown"), "takedown", self.notice(i))
@@ -210,9 +292,7 @@ class ComplyBench:
                 fired = watcher.wait_for(f"bench-task-{i:08d}", "OVERDUE", 120)
                 out["deadline"].append(fired - soon.timestamp())
         producer.close()
-        watcher.close()
-        runner.join(timeout=120)
-        return out
+        return out, per_task
 
     def _send(self, producer: Any, topic: str, entity: str, record: dict[str, Any]) -> None:
         key = record.get("task_id") or record.get("notice_id") or record["listing_id"]
@@ -251,5 +331,7 @@ class StatusWatcher:
         self._consumer.close()
 
 
-def bench_comply(bootstrap: str, n: int, deciding: int, console: Console) -> None:
-    ComplyBench(bootstrap, n, console).run(deciding)
+def bench_comply(
+    bootstrap: str, n: int, deciding: int, console: Console, runner: Runner | None = None
+) -> None:
+    ComplyBench(bootstrap, n, console, runner).run(deciding)
