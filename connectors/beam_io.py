@@ -126,12 +126,29 @@ def _all_idle(
         )
 
 
+class _PartitionTracker(OffsetRestrictionTracker):
+    """A partition's offsets, split only where the reader itself defers the rest.
+
+    A runner may also split a running restriction at a fraction of what remains
+    (Prism does, mid-bundle). A partition's remainder runs to an unbounded end, so
+    such a split lands far past the partition's last offset; the residual's fetch
+    from an offset Kafka does not have was reset, and the reader claimed an offset
+    below the residual's start ("Position to be claimed cannot be smaller than the
+    start position of the range"). Refused, the runner keeps the restriction whole.
+    """
+
+    def try_split(self, fraction_of_remainder: float) -> Any:
+        if fraction_of_remainder != 0:
+            return None
+        return super().try_split(0)
+
+
 class _PartitionRestrictions(RestrictionProvider):
     def initial_restriction(self, element: PartitionSeed) -> OffsetRange:
         return OffsetRange(element.start_offset, _END)
 
     def create_tracker(self, restriction: OffsetRange) -> OffsetRestrictionTracker:
-        return OffsetRestrictionTracker(restriction)
+        return _PartitionTracker(restriction)
 
     def restriction_size(self, element: PartitionSeed, restriction: OffsetRange) -> int:
         # Unknown backlog: a constant keeps runners from trying to split a live partition.
