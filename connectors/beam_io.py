@@ -164,6 +164,8 @@ class _ReadPartitionFn(beam.DoFn):
         self._fetcher: PartitionFetcher | None = None
         self._outage: delivery.OutageClock | None = None
         self._records_read = Metrics.counter("kafka_read", "records")
+        # wall-clock ms of each poll that returned records: its min is when the read began
+        self._polled_at = Metrics.distribution("kafka_read", "polled_at_ms")
         self._bundle_started: float | None = None
         self._bundle_records = 0
 
@@ -226,6 +228,7 @@ class _ReadPartitionFn(beam.DoFn):
         )
         now = time.monotonic()
         if records:
+            self._polled_at.update(int(time.time() * 1000))
             with _IDLE_LOCK:
                 _IDLE_SINCE.pop(idle_key, None)
             self._outage.ok()
