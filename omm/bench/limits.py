@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors import delivery, kafka_client
+from connectors.partitioning import partition_for
 from omm.generate import GARBAGE, FeedGenerator, broken_listings
 from omm.settings import get_settings
 from schemas.registry import CodecError, SchemaRegistry
@@ -149,6 +150,7 @@ def raw_pass_through(bootstrap: str, source: str, sink: str, n: int) -> float:
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
     producer = kafka_client.producer(bootstrap, **delivery.policy().producer_config(streaming=True))
+    partitions = len(producer.partitions_for(sink))
     first_read: float | None = None
     seen = 0
     while seen < n:
@@ -158,7 +160,9 @@ def raw_pass_through(bootstrap: str, source: str, sink: str, n: int) -> float:
             for rec in records:
                 with contextlib.suppress(CodecError):
                     registry.decode(rec.value)
-                producer.send(sink, key=rec.key, value=rec.value)
+                producer.send(
+                    sink, key=rec.key, value=rec.value, partition=partition_for(rec.key, partitions)
+                )
             seen += len(records)
     producer.flush()
     producer.close()
