@@ -447,6 +447,7 @@ class _WriteFn(beam.DoFn):
             self._producer_config,
             self._kafka.delivery,
             self._kafka.security,
+            self._kafka.client,
         )
 
     def teardown(self) -> None:
