@@ -54,6 +54,10 @@ class DeliveryFailed(RuntimeError):
 
 
 class Producer(Protocol):
+    # True when the client's own partitioner is Java's murmur2 done in C, so the sink
+    # need not compute partitions in Python (connectors.partitioning)
+    partitions_keys_itself: bool
+
     def send(
         self,
         topic: str,
@@ -75,6 +79,9 @@ class Producer(Protocol):
 
 
 class KafkaPythonProducer:
+    # Java's hash too, but byte by byte in Python, with a sort per send
+    partitions_keys_itself = False
+
     def __init__(
         self,
         bootstrap: str,
@@ -183,6 +190,9 @@ def confluent_config(
 
 
 class ConfluentProducer:
+    # "partitioner": "murmur2_random" below
+    partitions_keys_itself = True
+
     def __init__(
         self,
         bootstrap: str,

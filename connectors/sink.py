@@ -148,8 +148,9 @@ class KafkaSink:
                     self._positions[(topic, partition)] = offset
 
     def _partition(self, topic: str, key: bytes | None) -> int | None:
-        """Kafka's default partition for ``key`` (None: unkeyed, the client spreads them)."""
-        if key is None:
+        """Kafka's default partition for ``key`` (None: unkeyed, the client spreads them;
+        or the client computes Java's partition itself, in C)."""
+        if key is None or self._producer.partitions_keys_itself:
             return None
         count = self._partition_counts.get(topic)
         if count is None:
