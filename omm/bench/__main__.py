@@ -13,6 +13,7 @@ import argparse
 
 from rich.console import Console
 
+from connectors.producers import CLIENTS
 from omm.bench.comply import bench_comply
 from omm.bench.enforce import bench_enforce
 from omm.bench.ingest import bench_ingest
@@ -37,6 +38,13 @@ def main() -> None:
     parser.add_argument(
         "--deciding", type=int, default=30, help="deciding events of each kind timed by comply"
     )
+    parser.add_argument(
+        "--clients",
+        nargs="+",
+        choices=list(CLIENTS),
+        default=list(CLIENTS),
+        help="Kafka client(s) ingest writes with, each measured in turn (OMM_KAFKA_CLIENT)",
+    )
     parser.add_argument("--only", choices=["ingest", "enforce", "comply"], default=None)
     args = parser.parse_args()
     quiet_slow_task_warnings()
@@ -44,7 +52,7 @@ def main() -> None:
     console = Console(width=max(Console().width, 132))
     bootstrap = start_broker(console)
     if args.only in (None, "ingest"):
-        bench_ingest(bootstrap, args.records, console)
+        bench_ingest(bootstrap, args.records, console, args.clients)
     if args.only in (None, "enforce"):
         for n in args.live_listings:
             bench_enforce(bootstrap, n, args.results, console)

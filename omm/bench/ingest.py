@@ -22,13 +22,14 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 
 from connectors import kafka_client
+from connectors.producers import ClientName
 from connectors.topics import TopicNames
 from omm.bench.limits import (
     APPEND_TIME,
@@ -40,6 +41,7 @@ from omm.bench.limits import (
     produce_listings,
     rate_table,
     raw_pass_through,
+    raw_pass_through_confluent,
 )
 from omm.client_logs import quiet_slow_task_warnings
 from omm.config import resolved_topics
@@ -83,13 +85,14 @@ def in_fresh_process(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
 
 
 def run_ingest_measured(
-    bootstrap: str, prefix: str, n: int, feed_health: bool
+    bootstrap: str, prefix: str, n: int, feed_health: bool, client: ClientName
 ) -> tuple[float, list[Any]]:
     """In the measured process: one bounded ingest run; (first record read, accounts)."""
     from apache_beam.metrics.metric import MetricsFilter
 
     from omm.beam_runtime import pipeline_args_with_defaults
     from omm.jobs import ingest_job
+    from omm.settings import Settings
     from pipelines.ingest import Ingest, accounts_from_metrics
     from pipelines.running import run
 
@@ -102,6 +105,7 @@ def run_ingest_measured(
         feed_health=feed_health,
         group_id=f"{topics.prefix}ingest",
         key=b"bench-only-key",
+        settings=Settings(kafka_client=client),
     )
     result = run("Ingest", Ingest(job), pipeline_args_with_defaults(None, streaming=False))
     accounts = accounts_from_metrics(result)
@@ -131,9 +135,11 @@ def _copy(bootstrap: str, source: str, sink: str, n: int) -> None:
     raw_pass_through(bootstrap, source, sink, n)
 
 
-def ingest_rate(bootstrap: str, topics: TopicNames, n: int, invalid: int, health: bool) -> Rate:
+def ingest_rate(
+    bootstrap: str, topics: TopicNames, n: int, invalid: int, health: bool, client: ClientName
+) -> Rate:
     started, (first_read, _) = in_fresh_process(
-        run_ingest_measured, bootstrap, topics.prefix, n, health
+        run_ingest_measured, bootstrap, topics.prefix, n, health, client
     )
     expect = {
         topics.valid("listing"): n - invalid,
@@ -142,10 +148,14 @@ def ingest_rate(bootstrap: str, topics: TopicNames, n: int, invalid: int, health
     }
     last = last_append_ms(bootstrap, expect) / 1000.0
     label = "on" if health else "off"
-    return Rate(f"omm ingest, expectations {label}", n, last - first_read, last - started)
+    return Rate(
+        f"omm ingest ({client}), expectations {label}", n, last - first_read, last - started
+    )
 
 
-def bench_ingest(bootstrap: str, n: int, console: Console) -> None:
+def bench_ingest(
+    bootstrap: str, n: int, console: Console, clients: Sequence[ClientName] = ("kafka-python",)
+) -> None:
     stamp = int(time.time())
     topics = _namespace(bootstrap, f"bench{stamp}.")
     registry = SchemaRegistry.load()
@@ -163,28 +173,54 @@ def bench_ingest(bootstrap: str, n: int, console: Console) -> None:
             last - first_read,
             last - started,
         )
-    with console.status("omm ingest pipeline, expectations off…"):
-        without = ingest_rate(bootstrap, topics, n, invalid, health=False)
-    # the same records again, through a second namespace, with feed health on
-    again = _namespace(bootstrap, f"bench{stamp}h.")
-    with console.status(f"copying the {n:,} listings for the second run…"):
-        _copy(bootstrap, source, again.feed(PLATFORM, "listings"), n)
-    with console.status("omm ingest pipeline, expectations on…"):
-        with_health = ingest_rate(bootstrap, again, n, invalid, health=True)
+    measured: list[Rate] = []
+    if "confluent" in clients:
+        raw_sink2 = _namespace(bootstrap, f"bench{stamp}raw2.").valid("listing")
+        with console.status("raw limit on confluent-kafka…"):
+            started, first_read = in_fresh_process(
+                raw_pass_through_confluent, bootstrap, source, raw_sink2, n
+            )
+            last = last_append_ms(bootstrap, {raw_sink2: n}) / 1000.0
+            measured.append(
+                Rate(
+                    "raw confluent-kafka: the same loop (omm's reader and producer settings)",
+                    n,
+                    last - first_read,
+                    last - started,
+                )
+            )
+    for i, client in enumerate(clients):
+        # every run reads its own copy: a namespace of its own, offsets and outputs apart
+        for health in (False, True):
+            first_run = i == 0 and not health
+            run_topics = (
+                topics if first_run else _namespace(bootstrap, f"bench{stamp}r{i}{health:d}.")
+            )
+            if not first_run:
+                with console.status(f"copying the {n:,} listings for the next run…"):
+                    _copy(bootstrap, source, run_topics.feed(PLATFORM, "listings"), n)
+            with console.status(
+                f"omm ingest ({client}), expectations {'on' if health else 'off'}…"
+            ):
+                measured.append(ingest_rate(bootstrap, run_topics, n, invalid, health, client))
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     console.print(
         rate_table(
             f"ingest — {n:,} listing events ({invalid:,} invalid), {when}",
             raw,
-            [without, with_health],
+            measured,
             span="s, read→append",
             start="s, from start",
         )
     )
-    kept = 100 * with_health.per_second / without.per_second
-    console.print(
-        f"expectations on keep {kept:.0f} % of the throughput without them (target ≥ 70 %)"
-    )
+    runs = [r for r in measured if r.label.startswith("omm ")]
+    for i, client in enumerate(clients):
+        without, with_health = runs[2 * i], runs[2 * i + 1]
+        kept = 100 * with_health.per_second / without.per_second
+        console.print(
+            f"{client}: expectations on keep {kept:.0f} % of the throughput without them "
+            "(target ≥ 70 %)"
+        )
     console.print(f"load average at the end: {_loadavg()}")
     console.print(f"machine: {MACHINE}; target: ingest ≥ 1.0× raw (first read → last append)")
 

@@ -171,6 +171,46 @@ def raw_pass_through(bootstrap: str, source: str, sink: str, n: int) -> float:
     return first_read
 
 
+def raw_pass_through_confluent(bootstrap: str, source: str, sink: str, n: int) -> float:
+    """The same loop on confluent-kafka, configured as omm's reader and sink are: the ceiling
+    of the optional client. Returns when the first record was read (epoch seconds)."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Producer as RdProducer
+
+    from connectors.confluent_fetcher import consumer_config
+    from connectors.producers import confluent_config
+
+    registry = SchemaRegistry.load()
+    policy = delivery.policy()
+    consumer = Consumer(consumer_config(bootstrap, "omm-bench-raw", None, policy))
+    producer = RdProducer(confluent_config(bootstrap, None, policy))
+    parts = consumer.list_topics(source, timeout=10).topics[source].partitions
+    consumer.assign([TopicPartition(source, p, 0) for p in parts])
+    first_read: float | None = None
+    seen = 0
+    while seen < n:
+        messages = consumer.consume(5000, 0.5)
+        if messages and first_read is None:
+            first_read = time.time()
+        for msg in messages:
+            if msg.error() is not None:
+                continue
+            value = msg.value()
+            with contextlib.suppress(CodecError):
+                registry.decode(value or b"")
+            while True:
+                try:
+                    producer.produce(sink, key=msg.key(), value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            seen += 1
+    producer.flush()
+    consumer.close()
+    assert first_read is not None
+    return first_read
+
+
 MACHINE = (
     f"{host.machine()} {host.system()} {host.release()}, {os.cpu_count()} cores, "
     f"python {host.python_version()}"
