@@ -222,7 +222,10 @@ def bench_ingest(
             "(target ≥ 70 %)"
         )
     console.print(f"load average at the end: {_loadavg()}")
-    console.print(f"machine: {MACHINE}; target: ingest ≥ 1.0× raw (first read → last append)")
+    console.print(
+        f"machine: {MACHINE}; target (read→append, quiet 2-core machine): ingest ≥ 8,500 "
+        "records/s, the Python peer's figure on this workload; the raw limit applies no rules"
+    )
 
 
 def _loadavg() -> str:
