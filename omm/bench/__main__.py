@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     quiet_slow_task_warnings()
     # wide enough for the side-by-side columns when the output is a file, not a terminal
-    console = Console(width=max(Console().width, 132))
+    console = Console(width=max(Console().width, 160))
     bootstrap = start_broker(console)
     if args.only in (None, "ingest"):
         bench_ingest(bootstrap, args.records, console, args.clients)

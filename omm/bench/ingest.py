@@ -54,14 +54,17 @@ CHILD_TIMEOUT_S = 1800.0
 def _child(out: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     quiet_slow_task_warnings()
     try:
-        out.put(("ok", fn(*args)))
+        value = fn(*args)
+        # CPU seconds of the whole process, every thread: steadier than wall time on a
+        # machine shared with other work, which stretches wall time but not CPU time
+        out.put(("ok", (value, time.process_time())))
     except BaseException as exc:  # reported to the parent, which stops with it
         out.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def in_fresh_process(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+def in_fresh_process(fn: Callable[..., Any], *args: Any) -> tuple[float, Any, float]:
     """Run ``fn(*args)`` in a new interpreter (spawned, nothing inherited but the
-    environment); its start time (epoch seconds) and what it returned."""
+    environment); its start time (epoch seconds), what it returned, its CPU seconds."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     proc = ctx.Process(target=_child, args=(out, fn, args))
@@ -81,7 +84,8 @@ def in_fresh_process(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     proc.join()
     if status != "ok":
         raise SystemExit(f"the measured process failed: {value}")
-    return started, value
+    returned, cpu_s = value
+    return started, returned, cpu_s
 
 
 def run_ingest_measured(
@@ -138,7 +142,7 @@ def _copy(bootstrap: str, source: str, sink: str, n: int) -> None:
 def ingest_rate(
     bootstrap: str, topics: TopicNames, n: int, invalid: int, health: bool, client: ClientName
 ) -> Rate:
-    started, (first_read, _) = in_fresh_process(
+    started, (first_read, _), cpu_s = in_fresh_process(
         run_ingest_measured, bootstrap, topics.prefix, n, health, client
     )
     expect = {
@@ -149,7 +153,11 @@ def ingest_rate(
     last = last_append_ms(bootstrap, expect) / 1000.0
     label = "on" if health else "off"
     return Rate(
-        f"omm ingest ({client}), expectations {label}", n, last - first_read, last - started
+        f"omm ingest ({client}), expectations {label}",
+        n,
+        last - first_read,
+        last - started,
+        cpu_s,
     )
 
 
@@ -165,19 +173,22 @@ def bench_ingest(
     with console.status(f"producing {n:,} listings ({100 // INVALID_EVERY} % invalid)…"):
         invalid = produce_listings(bootstrap, source, n, registry, INVALID_EVERY)
     with console.status("raw limit: kafka-python consume + decode + produce…"):
-        started, first_read = in_fresh_process(raw_pass_through, bootstrap, source, raw_sink, n)
+        started, first_read, cpu_s = in_fresh_process(
+            raw_pass_through, bootstrap, source, raw_sink, n
+        )
         last = last_append_ms(bootstrap, {raw_sink: n}) / 1000.0
         raw = Rate(
             "raw kafka-python: consume, decode, produce (omm's producer settings)",
             n,
             last - first_read,
             last - started,
+            cpu_s,
         )
     measured: list[Rate] = []
     if "confluent" in clients:
         raw_sink2 = _namespace(bootstrap, f"bench{stamp}raw2.").valid("listing")
         with console.status("raw limit on confluent-kafka…"):
-            started, first_read = in_fresh_process(
+            started, first_read, cpu_s = in_fresh_process(
                 raw_pass_through_confluent, bootstrap, source, raw_sink2, n
             )
             last = last_append_ms(bootstrap, {raw_sink2: n}) / 1000.0
@@ -187,6 +198,7 @@ def bench_ingest(
                     n,
                     last - first_read,
                     last - started,
+                    cpu_s,
                 )
             )
     for i, client in enumerate(clients):

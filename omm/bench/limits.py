@@ -44,6 +44,8 @@ class Rate:
     records: int
     seconds: float
     from_start_s: float | None = None
+    # CPU seconds of the measured process (all threads, start-up included)
+    cpu_s: float | None = None
 
     @property
     def per_second(self) -> float:
@@ -240,6 +242,7 @@ def rate_table(
     rates were also timed from their process's start."""
     rows = (raw, *measured)
     both = all(r.from_start_s is not None for r in rows)
+    cpu = all(r.cpu_s is not None for r in rows)
     table = Table(
         title=title,
         caption="read→append: first record read to last output "
@@ -250,6 +253,8 @@ def rate_table(
     columns = ["what", "records", span, "records/s", "% of raw"]
     if both:
         columns += [start, "records/s ", "% of raw "]
+    if cpu:
+        columns += ["CPU s", "records/CPU s"]
     for column in columns:
         table.add_column(column, justify="left" if column == "what" else "right")
     for rate in rows:
@@ -266,5 +271,7 @@ def rate_table(
                 f"{rate.per_second_from_start:,.0f}",
                 f"{100 * rate.per_second_from_start / raw.per_second_from_start:.0f} %",
             ]
+        if cpu and rate.cpu_s:
+            cells += [f"{rate.cpu_s:.1f}", f"{rate.records / rate.cpu_s:,.0f}"]
         table.add_row(*cells)
     return table
