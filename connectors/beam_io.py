@@ -50,9 +50,10 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from connectors import delivery, kafka_client
+from connectors.confluent_fetcher import ConfluentPartitionFetcher
 from connectors.connection import KafkaConnection
 from connectors.fetcher import PartitionFetcher
-from connectors.records import ClockTick, KafkaRecord, OutboundMessage
+from connectors.records import ClockTick, OutboundMessage
 from connectors.sink import KafkaSink
 
 _END = sys.maxsize
@@ -191,14 +192,18 @@ class _ReadPartitionFn(beam.DoFn):
         self._max_records = max_records_per_poll
         self._poll_timeout_ms = poll_timeout_ms
         self._policy = kafka.delivery
-        self._fetcher: PartitionFetcher | None = None
+        self._client = kafka.client
+        self._fetcher: PartitionFetcher | ConfluentPartitionFetcher | None = None
         self._outage: delivery.OutageClock | None = None
         self._records_read = Metrics.counter("kafka_read", "records")
+        # wall-clock ms of each poll that returned records: its min is when the read began
+        self._polled_at = Metrics.distribution("kafka_read", "polled_at_ms")
         self._bundle_started: float | None = None
         self._bundle_records = 0
 
     def setup(self) -> None:
-        self._fetcher = PartitionFetcher(
+        fetcher = ConfluentPartitionFetcher if self._client == "confluent" else PartitionFetcher
+        self._fetcher = fetcher(
             self._bootstrap,
             client_id=f"omm-read-{self._read_id[:8]}",
             security=self._security,
@@ -296,11 +301,12 @@ class _ReadPartitionFn(beam.DoFn):
         )
         now = time.monotonic()
         if records:
+            self._polled_at.update(int(time.time() * 1000))
             with _IDLE_LOCK:
                 _IDLE_SINCE.pop(idle_key, None)
                 _QUIET_SINCE[self._read_id] = now
             self._outage.ok()
-            newest = records[0].timestamp
+            newest = records[0].timestamp_ms
             deadline = (self._bundle_started or now) + self._policy.commit_every_s
             claimed = 0
             for i, rec in enumerate(records):
@@ -312,19 +318,8 @@ class _ReadPartitionFn(beam.DoFn):
                     return
                 self._bundle_records += 1
                 claimed += 1
-                newest = max(newest, rec.timestamp)
-                yield TimestampedValue(
-                    KafkaRecord(
-                        topic=rec.topic,
-                        partition=rec.partition,
-                        offset=rec.offset,
-                        key=rec.key,
-                        value=rec.value,
-                        headers=tuple(rec.headers) if rec.headers else (),
-                        timestamp_ms=rec.timestamp,
-                    ),
-                    Timestamp(micros=rec.timestamp * 1000),
-                )
+                newest = max(newest, rec.timestamp_ms)
+                yield TimestampedValue(rec, Timestamp(micros=rec.timestamp_ms * 1000))
             # once per poll, not per record: the estimator only needs the high mark
             ts = Timestamp(micros=newest * 1000)
             current = watermark.current_watermark()
@@ -549,6 +544,7 @@ class _WriteFn(beam.DoFn):
             self._producer_config,
             self._kafka.delivery,
             self._kafka.security,
+            self._kafka.client,
         )
 
     def teardown(self) -> None:

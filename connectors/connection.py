@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from connectors.delivery import DeliveryPolicy
+from connectors.producers import ClientName
 from connectors.security import KafkaSecurity
 
 
@@ -20,3 +21,5 @@ class KafkaConnection:
     # the pipelines' principal on a secured cluster; None: unsecured
     security: KafkaSecurity | None = None
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    # which client library the pipeline's writers produce with (connectors.producers)
+    client: ClientName = "kafka-python"

@@ -22,10 +22,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
 from connectors import delivery, kafka_client
+from connectors.records import KafkaRecord
 from connectors.security import KafkaSecurity
 
 
@@ -50,7 +50,7 @@ class PartitionFetcher:
         )
         self._probe: KafkaConsumer | None = None
         self._max_buffered = max_buffered
-        self._buffers: dict[TopicPartition, deque[ConsumerRecord]] = {}
+        self._buffers: dict[TopicPartition, deque[KafkaRecord]] = {}
         # next offset the consumer will fetch for each assigned partition
         self._fetch_pos: dict[TopicPartition, int] = {}
         # assigned ahead of their first take (assign_all) and paused once records came:
@@ -105,7 +105,7 @@ class PartitionFetcher:
 
     def take(
         self, topic: str, partition: int, offset: int, max_records: int, timeout_ms: int
-    ) -> list[ConsumerRecord]:
+    ) -> list[KafkaRecord]:
         """Up to ``max_records`` records of the partition starting exactly at ``offset``."""
         tp = TopicPartition(topic, partition)
         if tp not in self._fetch_pos:
@@ -125,7 +125,7 @@ class PartitionFetcher:
             timeout = 0  # take what is already fetched, do not wait for more
         return [buffer.popleft() for _ in range(min(max_records, len(buffer)))]
 
-    def unread(self, topic: str, partition: int, records: list[ConsumerRecord]) -> None:
+    def unread(self, topic: str, partition: int, records: list[KafkaRecord]) -> None:
         """Put back records taken but not used, so the next take starts with them."""
         self._buffers[TopicPartition(topic, partition)].extendleft(reversed(records))
 
@@ -187,7 +187,18 @@ class PartitionFetcher:
             if not records or tp not in self._buffers:
                 continue
             buffer = self._buffers[tp]
-            buffer.extend(records)
+            buffer.extend(
+                KafkaRecord(
+                    topic=r.topic,
+                    partition=r.partition,
+                    offset=r.offset,
+                    key=r.key,
+                    value=r.value,
+                    headers=tuple(r.headers) if r.headers else (),
+                    timestamp_ms=r.timestamp,
+                )
+                for r in records
+            )
             self._fetch_pos[tp] = records[-1].offset + 1
             if tp in self._not_taken:
                 self._consumer.pause(tp)

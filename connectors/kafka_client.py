@@ -121,6 +121,7 @@ def create_topics(
     prefix: str = "",
     leader_wait_s: float | None = None,
     security: KafkaSecurity | None = None,
+    extra_config: dict[str, str] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet, wait until every partition of every
     wanted topic (new or not) has a leader; return those created.
@@ -128,7 +129,8 @@ def create_topics(
     Idempotent: existing topics are left alone (their settings are not changed).
     Waiting for existing topics too matters: a topic another process has just
     created exists before its partitions have leaders, and a producer writing
-    then gets NotLeaderForPartition.
+    then gets NotLeaderForPartition. ``extra_config`` is added to every new topic's
+    settings (the benchmark's ``message.timestamp.type=LogAppendTime``).
     """
     wait_s = delivery.policy().leader_wait_s if leader_wait_s is None else leader_wait_s
     all_wanted = [prefix + t.name for t in topics]
@@ -136,7 +138,7 @@ def create_topics(
         prefix + t.name: {
             "num_partitions": t.partitions,
             "replication_factor": t.replication_factor,
-            "configs": t.kafka_config(),
+            "configs": {**t.kafka_config(), **(extra_config or {})},
         }
         for t in topics
     }

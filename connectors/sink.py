@@ -21,10 +21,11 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka import KafkaAdminClient
 
 from connectors import delivery, kafka_client
+from connectors.partitioning import partition_for
+from connectors.producers import ClientName, NotAcknowledged, Producer, SendBlocked, make_producer
 from connectors.records import OutboundMessage
 from connectors.security import KafkaSecurity
 
@@ -44,13 +45,14 @@ class KafkaSink:
         producer_config: dict[str, Any],
         policy: delivery.DeliveryPolicy | None = None,
         security: KafkaSecurity | None = None,
+        client: ClientName = "kafka-python",
     ):
         self._policy = policy or delivery.policy()
         self._bootstrap = bootstrap
         self._security = security
-        config = {**self._policy.producer_config(streaming=True), **producer_config}
-        self._producer: KafkaProducer = delivery.connect(
-            lambda: kafka_client.producer(bootstrap, security, self._policy, **config),
+        # ``producer_config``: overrides in the chosen client's own terms
+        self._producer: Producer = delivery.connect(
+            lambda: make_producer(client, bootstrap, security, self._policy, producer_config),
             f"connecting the writer ({bootstrap})",
             self._policy,
         )
@@ -66,13 +68,16 @@ class KafkaSink:
             )
         except BaseException:
             # a set-up the runner retries must not leave a producer (thread, sockets) behind
-            self._producer.close(timeout=0)
+            self._producer.abandon()
             raise
         self._commit_group = commit_group
         self._lock = threading.Lock()
         self._positions: dict[tuple[str, int], int] = {}
-        self._failures: list[BaseException] = []
         self._pending = 0
+        # topic -> partition count, for partitioning keyed records here (see
+        # connectors.partitioning); forgotten at every flush, so a topic that
+        # gains partitions is seen within a bundle
+        self._partition_counts: dict[str, int] = {}
 
     @classmethod
     def acquire(
@@ -83,11 +88,12 @@ class KafkaSink:
         producer_config: dict[str, Any],
         policy: delivery.DeliveryPolicy | None = None,
         security: KafkaSecurity | None = None,
+        client: ClientName = "kafka-python",
     ) -> KafkaSink:
         with cls._registry_lock:
             sink, users = cls._shared.get(sink_id, (None, 0))
             if sink is None:
-                sink = cls(bootstrap, commit_group, producer_config, policy, security)
+                sink = cls(bootstrap, commit_group, producer_config, policy, security, client)
             cls._shared[sink_id] = (sink, users + 1)
             return sink
 
@@ -113,19 +119,20 @@ class KafkaSink:
 
     def send(self, message: OutboundMessage) -> None:
         # send() blocks while it has no metadata for the topic (or no buffer
-        # room): during an outage that is a KafkaTimeoutError after
-        # send_block_s, tried again until the outage budget is spent.
+        # room): during an outage that is SendBlocked after send_block_s,
+        # tried again until the outage budget is spent.
         clock: delivery.OutageClock | None = None  # made on the first failure only: hot path
         started = time.monotonic()
         while True:
             try:
-                future = self._producer.send(
+                self._producer.send(
                     message.topic,
-                    key=message.key,
-                    value=message.value,
-                    headers=list(message.headers),
+                    message.key,
+                    message.value,
+                    message.headers,
+                    self._partition(message.topic, message.key),
                 )
-            except KafkaTimeoutError as exc:
+            except SendBlocked as exc:
                 if clock is None:
                     clock = self._outage(f"writing to {message.topic}", since=started)
                 clock.failing(exc)
@@ -133,7 +140,6 @@ class KafkaSink:
             if clock is not None:
                 clock.ok()
             break
-        future.add_errback(self._failures.append)
         with self._lock:
             self._pending += 1
             if message.source is not None:
@@ -141,14 +147,37 @@ class KafkaSink:
                 if offset > self._positions.get((topic, partition), -1):
                     self._positions[(topic, partition)] = offset
 
+    def warm(self, topics: list[str]) -> None:
+        """Fetch the metadata of ``topics`` now, before the first record to them: a first
+        send to a topic otherwise waits for it (about 0.1 s per topic). Topics that do not
+        exist must not be named: the producer would wait its send_block_s on each."""
+        for topic in topics:
+            if topic not in self._partition_counts:
+                self._partition_counts[topic] = self._producer.partition_count(topic)
+
+    def knows(self, topic: str) -> bool:
+        """Whether the writer holds the topic's metadata (a send to it will not wait)."""
+        return topic in self._partition_counts
+
+    def _partition(self, topic: str, key: bytes | None) -> int | None:
+        """Kafka's default partition for ``key`` (None: unkeyed, the client spreads them;
+        or the client computes Java's partition itself, in C)."""
+        if key is None or self._producer.partitions_keys_itself:
+            return None
+        count = self._partition_counts.get(topic)
+        if count is None:
+            # blocks for metadata like send() does: SendBlocked in an outage
+            count = self._partition_counts[topic] = self._producer.partition_count(topic)
+        return partition_for(key, count)
+
     def _flush(self) -> None:
         """Wait until every send so far is acknowledged or has failed, saying so in an outage."""
         clock = self._outage("waiting for write acknowledgements", since=time.monotonic())
         slice_s = self._policy.outage_log_after_s / 2
         while True:
             try:
-                self._producer.flush(timeout=slice_s)
-            except KafkaTimeoutError:
+                self._producer.flush(slice_s)
+            except NotAcknowledged:
                 # Not acknowledged yet: the producer itself keeps retrying
                 # (its delivery timeout covers the outage budget).
                 clock.failing("no acknowledgement")
@@ -162,9 +191,10 @@ class KafkaSink:
             positions, self._positions = self._positions, {}
             flushed, self._pending = self._pending, 0
         self._flush()
-        if self._failures:
-            failures, self._failures = self._failures, []
-            expired = [f for f in failures if isinstance(f, KafkaError) and f.retriable]
+        self._partition_counts.clear()
+        failures = self._producer.take_failures()
+        if failures:
+            expired = [f for f in failures if getattr(f, "retriable", False)]
             if expired and len(expired) == len(failures):
                 # the producer retried for its whole delivery timeout (>= the outage budget)
                 raise delivery.BrokerUnavailable(

@@ -46,6 +46,7 @@ from connectors.push import push_records
 from connectors.tail import tail_records
 from connectors.topics import TopicNames
 from omm.campaign import CST
+from omm.client_logs import quiet_slow_task_warnings
 from omm.config import load_platforms, load_rules, resolved_topics
 from omm.generate import CATALOG, GARBAGE, FeedGenerator, Record, broken_listings
 from omm.settings import get_settings
@@ -653,6 +654,7 @@ def run_demo(
 
     ``bootstrap``/``start_broker=False``: tell it on a cluster that already runs.
     """
+    quiet_slow_task_warnings()
     demo = Demo(console, seed, bootstrap=bootstrap, keep=keep)
     if start_broker:
         demo.start_broker()

@@ -30,7 +30,9 @@ from pipelines.rules.compliance import ComplianceConfig
 def kafka_connection(bootstrap: str, settings: Settings | None = None) -> KafkaConnection:
     """``bootstrap`` with this process's credentials and delivery timing."""
     settings = settings or get_settings()
-    return KafkaConnection(bootstrap, settings.kafka_security(), settings.delivery_policy())
+    return KafkaConnection(
+        bootstrap, settings.kafka_security(), settings.delivery_policy(), settings.kafka_client
+    )
 
 
 def ingest_job(

@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors import delivery
+from connectors.producers import ClientName
 from connectors.security import KafkaSecurity, Mechanism, Protocol
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +77,12 @@ class Settings(BaseSettings):
         default=delivery.DeliveryPolicy.commit_every_s,
         gt=0,
         description="... or after this many seconds: what a crash replays at most, roughly.",
+    )
+
+    kafka_client: ClientName = Field(
+        default="kafka-python",
+        description="The client library pipelines write with: kafka-python (the default) or "
+        "confluent (confluent-kafka, librdkafka: faster sends; an optional dependency).",
     )
 
     stop_grace_s: float = Field(

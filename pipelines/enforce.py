@@ -367,12 +367,7 @@ def warm_writer(warm: WriterWarmUp) -> KafkaSink:
             existing = probe.topics()
         finally:
             probe.close()
-        # KafkaSink has no warm-up of its own (connectors/sink.py); its producer is where
-        # the metadata has to be, so it is reached here
-        producer = sink._producer
-        for topic in warm.topics:
-            if topic in existing:
-                producer.partitions_for(topic)
+        sink.warm([topic for topic in warm.topics if topic in existing])
     except Exception as exc:  # never fails the pipeline: the first send fetches what is missing
         log.warning("enforce: writer not warmed at start (%r): metadata fetched on first send", exc)
     return sink

@@ -1,6 +1,6 @@
 """Ingest: platform and regulator feeds -> omm.valid.<entity>, or the DLQ and feedback.
 
-    ReadFeeds -> ValidateRecords -+-> valid -------> ToValidTopics -> WriteValid
+    ReadFeeds -> ValidateRecords -+-> valid -------------------------> WriteValid
                                   +-> dead_letter --> ToDeadLetters -> WriteDeadLetters
                                   +-> health rows --> BatchWarnFeeds -> WriteHealth
                                   +-> held rows ----> CheckHeldFeeds -> WriteJudged
@@ -65,14 +65,6 @@ VALID, DEAD, HEALTH, HELD = "valid", "dead_letter", "health", "held"
 PROVENANCE_HEADER = "omm.source"
 
 
-@dataclass(frozen=True)
-class ValidRecord:
-    entity: str
-    key: bytes
-    value: bytes
-    source: KafkaRecord
-
-
 class _ValidateFn(beam.DoFn):
     """Decode the Avro single-object bytes, apply the record rules, protect personal data."""
 
@@ -103,6 +95,9 @@ class _ValidateFn(beam.DoFn):
             e: self._registry.current(e).header for e in self._registry.entities()
         }
         self._counters: dict[tuple[str, str], Any] = {}
+        self._valid_topics = {
+            s.entity: self._topics.valid(s.entity) for s in self._sources.values()
+        }
 
     def _count(self, what: str, topic: str) -> None:
         counter = self._counters.get((what, topic))
@@ -158,8 +153,10 @@ class _ValidateFn(beam.DoFn):
             # written with an older schema version: publish in the current one
             value = self._registry.encode(source.entity, record.to_record())
         # else: the bytes already are the canonical current-version record, pass them on
-        valid = ValidRecord(
-            entity=source.entity, key=record.kafka_key.encode("utf-8"), value=value, source=rec
+        # The message to write, made here rather than in a step of its own: one
+        # element less per record through the runner (ingest's hot path).
+        valid = valid_message(
+            self._valid_topics[source.entity], record.kafka_key.encode("utf-8"), value, rec
         )
         health_mode = self._health_modes.get(source.entity)
         if health_mode is None:
@@ -168,7 +165,7 @@ class _ValidateFn(beam.DoFn):
             return
         row_record = decoded if not isinstance(record, Complaint) else record.to_record()
         event = getattr(record, record.time_fields[0])
-        held = valid_message(valid, self._topics) if health_mode == "quarantine" else None
+        held = valid if health_mode == "quarantine" else None
         if held is None:
             self._count("valid", rec.topic)
             yield valid
@@ -233,7 +230,8 @@ def _id_field(entity: str) -> str:
 
 
 class ValidateRecords(beam.PTransform):
-    """KafkaRecord -> ValidRecord (main) | DeadLetter (tag ``dead_letter``) | health rows.
+    """KafkaRecord -> its omm.valid.<entity> OutboundMessage (main) | DeadLetter (tag
+    ``dead_letter``) | health rows.
 
     Records of health-checked feeds also leave on tag ``health`` as
     (platform|feed, HealthRow); those of quarantine-mode feeds leave only
@@ -255,25 +253,15 @@ class ValidateRecords(beam.PTransform):
         )
 
 
-def valid_message(v: ValidRecord, topics: TopicNames) -> OutboundMessage:
-    src = v.source
+def valid_message(topic: str, key: bytes, value: bytes, src: KafkaRecord) -> OutboundMessage:
+    """A valid record's output, naming where it was read (header and offset commit)."""
     return OutboundMessage(
-        topic=topics.valid(v.entity),
-        key=v.key,
-        value=v.value,
+        topic=topic,
+        key=key,
+        value=value,
         headers=((PROVENANCE_HEADER, src.position.encode("utf-8")),),
         source=(src.topic, src.partition, src.offset),
     )
-
-
-class ToValidTopics(beam.PTransform):
-    def __init__(self, topics: TopicNames):
-        super().__init__()
-        self._topics = topics
-
-    def expand(self, valid: beam.PCollection) -> beam.PCollection:
-        topics = self._topics
-        return valid | "ToMessage" >> beam.Map(lambda v: valid_message(v, topics))
 
 
 @dataclass(frozen=True)
@@ -341,7 +329,7 @@ class Ingest(beam.PTransform):
         def write() -> WriteToKafka:
             return WriteToKafka(job.kafka, commit_group=job.group_id, sink=sink)
 
-        valid = checked[VALID] | "ToValidTopics" >> ToValidTopics(job.topics)
+        valid = checked[VALID]
         dead = checked[DEAD] | "ToDeadLetters" >> ToDeadLetters(job.topics, CONNECTOR, held_topics)
         valid | "WriteValid" >> write()
         health = FeedHealthJob(

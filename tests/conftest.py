@@ -70,3 +70,20 @@ def unique_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
             with contextlib.suppress(Exception):  # hygiene only; never fail a test here
                 admin.delete_topics(created)
         admin.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--kafka-client",
+        choices=["kafka-python", "confluent"],
+        default=None,
+        help="the client pipelines write with (OMM_KAFKA_CLIENT) for this run, e.g. to run "
+        "tests/integration/test_ingest.py on confluent-kafka",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    client = config.getoption("--kafka-client")
+    if client:
+        # before any settings are read; subprocesses (the CLI tests) inherit it too
+        os.environ["OMM_KAFKA_CLIENT"] = client

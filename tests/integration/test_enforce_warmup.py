@@ -27,8 +27,8 @@ CREATED = ["tmall", "jd", "suning"]
 
 
 def _known(sink: KafkaSink, topic: str) -> bool:
-    # the producer's own metadata: what a send to the topic would otherwise wait for
-    return sink._producer._metadata.partitions_for_topic(topic) is not None
+    # the metadata a send to the topic would otherwise wait for
+    return sink.knows(topic)
 
 
 def test_the_writer_knows_every_task_topic_after_setup(kafka_bootstrap: str) -> None:

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.confluent_fetcher import ConfluentPartitionFetcher
 from connectors.fetcher import PartitionFetcher
 from tests.helpers import produce_raw
 
 pytestmark = pytest.mark.integration
 
+# the same contract on both clients (OMM_KAFKA_CLIENT picks one for the reader)
+FETCHERS = pytest.mark.parametrize(
+    "fetcher_class",
+    [PartitionFetcher, ConfluentPartitionFetcher],
+    ids=["kafka-python", "confluent"],
+)
 
+
+@FETCHERS
 def test_interleaved_readers_get_every_record_in_order_with_a_small_buffer(
-    kafka_bootstrap: str, unique_topic
+    kafka_bootstrap: str, unique_topic, fetcher_class
 ) -> None:
     topic = unique_topic("fetch", partitions=3)
     produce_raw(kafka_bootstrap, topic, ((str(i).encode(), b"v%d" % i) for i in range(3000)))
     # a buffer far smaller than a partition: readers must still see everything
-    fetcher = PartitionFetcher(kafka_bootstrap, client_id="t", max_buffered=300)
+    fetcher = fetcher_class(kafka_bootstrap, client_id="t", max_buffered=300)
     next_offset = {p: 0 for p in range(3)}
     seen: dict[int, list[int]] = {p: [] for p in range(3)}
     idle_rounds = 0
@@ -41,13 +50,14 @@ def test_interleaved_readers_get_every_record_in_order_with_a_small_buffer(
         fetcher.close()
 
 
+@FETCHERS
 def test_records_put_back_are_taken_first_without_a_refetch(
-    kafka_bootstrap: str, unique_topic
+    kafka_bootstrap: str, unique_topic, fetcher_class
 ) -> None:
     """A reader that ends its bundle mid-poll hands the rest back (connectors.beam_io)."""
     topic = unique_topic("unread", partitions=1)
     produce_raw(kafka_bootstrap, topic, ((None, b"v%d" % i) for i in range(100)))
-    fetcher = PartitionFetcher(kafka_bootstrap, client_id="t")
+    fetcher = fetcher_class(kafka_bootstrap, client_id="t")
     try:
         got: list = []
         deadline_rounds = 200
