@@ -227,9 +227,11 @@ def _order(fact: Fact) -> tuple[Any, ...]:
 class _DecodeFn(beam.DoFn):
     """Records -> keyed facts; each fact's event times to TIMES; bad records to dead letters."""
 
-    def __init__(self, job: IntelJob):
+    def __init__(self, job: IntelJob, live: bool):
         self._matching = job.matching
         self._read = job.group_id
+        self._live = live
+        self._shards = job.clock.shards
         self._entities = {
             job.topics.valid("complaint"): "complaint",
             job.topics.valid("penalty"): "penalty",
@@ -252,6 +254,23 @@ class _DecodeFn(beam.DoFn):
         }
 
     def process(self, element: Any) -> Iterator[Any]:
+        if not self._live:
+            yield from self._facts(element)
+            return
+        # As events arrive, each fact carries the stage's watermark as it was when the
+        # fact was read (not when a later step sees it: steps after a shuffle see whole
+        # bundles at once), so a fact read before a later one is never judged by it.
+        for out in self._facts(element):
+            if isinstance(out, pvalue.TaggedOutput):
+                if out.tag == ENRICH:
+                    key, fact = out.value
+                    out = pvalue.TaggedOutput(ENRICH, (key, (fact, stage_watermark(self._read))))
+                yield out
+            else:
+                key, fact = out
+                yield stamp(key, fact, stage_watermark(self._read), self._shards)
+
+    def _facts(self, element: Any) -> Iterator[Any]:
         if not isinstance(element, KafkaRecord):
             # a clock tick: the live fold's watermark reaches every shard with it (a
             # bounded fold acts on the end of its read instead, and drops them)
@@ -512,10 +531,13 @@ class _EnrichLiveFn(beam.DoFn):
 
     CATEGORY = ReadModifyWriteStateSpec("category", PickleCoder())
 
+    def __init__(self, shards: int):
+        self._shards = shards
+
     def process(
-        self, element: tuple[str, Fact], category: Any = beam.DoFn.StateParam(CATEGORY)
+        self, element: tuple[str, tuple[Fact, int]], category: Any = beam.DoFn.StateParam(CATEGORY)
     ) -> Iterator[Any]:
-        _, fact = element
+        _, (fact, watermark_ms) = element
         if isinstance(fact, Seen):
             known: tuple[int, str] | None = category.read()
             if fact.category and (known is None or fact.observed_ms >= known[0]):
@@ -523,19 +545,14 @@ class _EnrichLiveFn(beam.DoFn):
             yield pvalue.TaggedOutput(FLAGS, (f"{fact.platform}:{fact.seller_id}", fact))
         elif isinstance(fact, ComplaintFact):
             known = category.read()
-            yield from _complaint_keys(fact._replace(category=known[1] if known else None))
+            enriched = fact._replace(category=known[1] if known else None)
+            for key, c in _complaint_keys(enriched):
+                yield stamp(key, c, watermark_ms, self._shards)
 
 
-class _StampFn(beam.DoFn):
-    """Streaming: each keyed fact to its shard with the stage's watermark now."""
-
-    def __init__(self, job: IntelJob):
-        self._read = job.group_id
-        self._shards = job.clock.shards
-
-    def process(self, element: tuple[str, Fact]) -> Iterator[tuple[int, Stamped]]:
-        key, fact = element
-        yield shard_of(key, self._shards), Stamped(key, fact, stage_watermark(self._read))
+def stamp(key: str, fact: Fact, watermark_ms: int, shards: int) -> tuple[int, Stamped]:
+    """A fact for the live fold: to the shard of its rule key, with the stage's watermark."""
+    return shard_of(key, shards), Stamped(key, fact, watermark_ms)
 
 
 class _FoldLiveFn(beam.DoFn):
@@ -782,15 +799,15 @@ class Intel(beam.PTransform):
             # has finalized their bundle
             commit_when_finalized=True,
         )
-        decoded = records | "Decode" >> beam.ParDo(_DecodeFn(job)).with_outputs(
-            DEAD, ENRICH, TIMES, TICKS, main="keyed"
-        )
         in_event_order = job.in_event_order
         if in_event_order is None:
             # as enforce: a bounded batch run can wait for the end of its read, and only
             # then are its outputs a function of the inputs alone
             streaming = pbegin.pipeline.options.view_as(StandardOptions).streaming
             in_event_order = job.idle_timeout_s is not None and not streaming
+        decoded = records | "Decode" >> beam.ParDo(
+            _DecodeFn(job, live=not in_event_order)
+        ).with_outputs(DEAD, ENRICH, TIMES, TICKS, main="keyed")
         fold = _in_event_order if in_event_order else _as_events_arrive
         outputs = fold(job, decoded)
         sink = f"intel-{uuid.uuid4().hex}"
@@ -841,16 +858,11 @@ def _to_ranking(item: tuple[Any, Any]) -> tuple[str, Any]:
 def _as_events_arrive(job: IntelJob, decoded: Any) -> dict[str, beam.PCollection]:
     """Streaming: stateful steps that stay fused with the reader (no GroupByKey, no
     Flatten of readers), the stage's watermark carried by each fact and each clock tick."""
-    enriched = decoded[ENRICH] | "EnrichLive" >> beam.ParDo(_EnrichLiveFn()).with_input_types(
-        tuple[str, Any]
-    ).with_outputs(FLAGS, main="keyed")
-    stamped = (
-        (decoded["keyed"], enriched["keyed"])
-        | "AllRuleKeys" >> beam.Flatten()
-        | "ToShards" >> beam.ParDo(_StampFn(job))
-    )
+    enriched = decoded[ENRICH] | "EnrichLive" >> beam.ParDo(
+        _EnrichLiveFn(job.clock.shards)
+    ).with_input_types(tuple[str, Any]).with_outputs(FLAGS, main="keyed")
     folded = (
-        (stamped, decoded[TICKS])
+        (decoded["keyed"], enriched["keyed"], decoded[TICKS])
         | "FactsAndTicks" >> beam.Flatten()
         | "FoldLive"
         >> beam.ParDo(_FoldLiveFn(job))
