@@ -18,33 +18,37 @@ deterministic ids (recommendation, lead, credit event and task ids).
 it read: a complaint's receipt and resolution, a penalty's publication, an
 inspection's publication, a listing's observation. A window, a compensation-first
 period or a list event is decided only once that watermark has passed its end plus
-the allowed lateness (config/intel.yaml), so the rules never emit anything twice.
+the allowed lateness (config/intel.yaml), and the rules emit each once.
 
-**What a bounded run emits.** A bounded run (``--until-idle``) reads to the end of its
-inputs first, then folds every key with everything read, and advances every key to
-the latest event time read: it emits exactly what is final at that watermark, a
-function of the inputs alone, whatever order they were produced or read in (a
-replay writes the same records, byte for byte). What is not final yet at the end
-of the input (a window that ends, plus the lateness, after the latest event read;
-a compensation-first period still running; a list removal in the future) is
-emitted by a later run, once later data has moved the watermark past it. Since
-every run reads from the earliest offsets and re-derives everything, a later run
-re-emits identical records (same keys, same values) and adds the newly final ones.
+Two ways to run the fold, chosen by ``IntelJob.in_event_order`` (by default, as in
+enforce: bounded batch runs in event order, everything else as events arrive):
 
-**Late data.** Within a bounded run nothing is late: every record read is folded
-before the watermark moves. A record is late when it arrives after the watermark
-it would have counted under has already closed its windows in an earlier run's
-output. Because each run re-derives its output from all records, such a record
-*does* count in a later run: the window it belongs to is re-emitted with the same
-id and a new count. A consumer of omm.intel.* therefore keeps the latest record
-per id (the topics are keyed by it). The rules' own ``late`` counters (complaints
-dropped from windows already emitted, penalties before an emitted event) count what
-an incremental fold would have left out; a bounded fold adds before it advances, so
-they stay 0 here and the account shows them.
+- **in event order** (a bounded batch run, ``--until-idle``): GroupByKeys hold every
+  key's facts until the read ends; each key is then folded with all of them and
+  advanced to the latest event time read (a side input). The run emits exactly
+  what is final at that watermark, a function of the inputs alone whatever order
+  they were produced or read in (the replay test shows it); nothing is late within
+  it. What is not final yet (a window ending, plus the lateness, after the latest
+  event read; a compensation-first period still running; a removal from the list
+  in the future) is emitted by a later run, once later data has moved the
+  watermark past it. Every run reads from the earliest offsets and re-derives
+  everything, so it re-publishes what earlier runs published under the same ids
+  (the records keyed by them), with ``computed_at`` (the watermark) moved on.
+- **as events arrive** (streaming): each fact carries the stage's watermark as it
+  was when the fact was decoded (the latest event time the process had read), and
+  the reader's clock ticks bring it to every shard of rule keys, so a window closes
+  when time moves on even for a key that gets no new fact. A fact read after the
+  watermark has passed every window of its day plus the lateness is **late**: it is
+  counted (``late``) and left out of windows already published, never re-publishing
+  them (the rules' own late handling). Within the lateness, the outputs are the
+  bounded run's (``computed_at`` aside: the watermark when each was decided). Ranking
+  waits until every shard has passed a window's end plus the lateness.
 
 **Flags.** A listed enterprise's sellers' listings that are live (last observed
-ACTIVE) at the end of the read are flagged to their platform (a FLAG task, for
-information); a REMOVED event withdraws each flag (the same task id, WITHDRAWN).
+ACTIVE) are flagged to their platform (a FLAG task, for information, never a
+takedown): in a bounded run those live at the end of the read; as events arrive,
+those live when the LISTED event is decided and any seen live later while it
+stands. A REMOVED event withdraws each flag given (the same task id, WITHDRAWN).
 
 **Compensation-first tasks** go to the platform's task topic (kind
 COMPENSATION_FIRST, task id deterministic from the complaint). Tracking them is
