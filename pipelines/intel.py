@@ -231,9 +231,9 @@ def _order(fact: Fact) -> tuple[Any, ...]:
 class _DecodeFn(beam.DoFn):
     """Records -> keyed facts; each fact's event times to TIMES; bad records to dead letters."""
 
-    def __init__(self, job: IntelJob, live: bool):
+    def __init__(self, job: IntelJob, live: bool, read_id: str):
         self._matching = job.matching
-        self._read = job.group_id
+        self._read = read_id
         self._live = live
         self._shards = job.clock.shards
         self._entities = {
@@ -263,16 +263,27 @@ class _DecodeFn(beam.DoFn):
             return
         # As events arrive, each fact carries the stage's watermark as it was when the
         # fact was read (not when a later step sees it: steps after a shuffle see whole
-        # bundles at once), so a fact read before a later one is never judged by it.
+        # bundles at once), so a fact read before a later one is never judged by it; and
+        # facts and ticks share one output, so a shard sees them in the order they were
+        # read (two outputs flattened reach it one after the other, a tick first).
         for out in self._facts(element):
-            if isinstance(out, pvalue.TaggedOutput):
-                if out.tag == ENRICH:
-                    key, fact = out.value
-                    out = pvalue.TaggedOutput(ENRICH, (key, (fact, stage_watermark(self._read))))
-                yield out
-            else:
+            wm = stage_watermark(self._read)
+            if not isinstance(out, pvalue.TaggedOutput):
                 key, fact = out
-                yield stamp(key, fact, stage_watermark(self._read), self._shards)
+                yield stamp(key, fact, wm, self._shards)
+            elif out.tag == TICKS:
+                yield out.value
+            elif out.tag != ENRICH:
+                yield out
+            elif isinstance(out.value[1], Seen):
+                # a seller's listings: their categories for its case leads, and its flags
+                seen = out.value[1]
+                seller = f"{seen.platform}:{seen.seller_id}"
+                yield stamp(SELLER + seller, seen, wm, self._shards)
+                yield pvalue.TaggedOutput(FLAGS, (seller, seen))
+            else:
+                for key, c in _complaint_keys(out.value[1]):
+                    yield stamp(key, c, wm, self._shards)
 
     def _facts(self, element: Any) -> Iterator[Any]:
         if not isinstance(element, KafkaRecord):
@@ -326,7 +337,7 @@ class _DecodeFn(beam.DoFn):
         return pvalue.TaggedOutput(TIMES, event_ms)
 
 
-# The live fold's watermark: the latest event time this process has decoded, per read.
+# The live fold's watermark: the latest event time this process has decoded, per run.
 # Process-wide, like the reader's idle clocks (connectors/beam_io.py), because a runner
 # may hand a read to a fresh DoFn instance; on a multi-worker runner each worker's
 # watermark follows what it read (a streaming run's lateness covers the difference).
@@ -528,32 +539,6 @@ def shard_of(key: str, shards: int) -> int:
     return int.from_bytes(digest, "big") % shards
 
 
-class _EnrichLiveFn(beam.DoFn):
-    """Streaming, per listing: the category of its latest observation naming one, given to
-    the complaints that name the listing as they arrive (a complaint read before any
-    observation of its listing has no category: see case_leads in config/intel.yaml)."""
-
-    CATEGORY = ReadModifyWriteStateSpec("category", PickleCoder())
-
-    def __init__(self, shards: int):
-        self._shards = shards
-
-    def process(
-        self, element: tuple[str, tuple[Fact, int]], category: Any = beam.DoFn.StateParam(CATEGORY)
-    ) -> Iterator[Any]:
-        _, (fact, watermark_ms) = element
-        if isinstance(fact, Seen):
-            known: tuple[int, str] | None = category.read()
-            if fact.category and (known is None or fact.observed_ms >= known[0]):
-                category.write((fact.observed_ms, fact.category))
-            yield pvalue.TaggedOutput(FLAGS, (f"{fact.platform}:{fact.seller_id}", fact))
-        elif isinstance(fact, ComplaintFact):
-            known = category.read()
-            enriched = fact._replace(category=known[1] if known else None)
-            for key, c in _complaint_keys(enriched):
-                yield stamp(key, c, watermark_ms, self._shards)
-
-
 def stamp(key: str, fact: Fact, watermark_ms: int, shards: int) -> tuple[int, Stamped]:
     """A fact for the live fold: to the shard of its rule key, with the stage's watermark."""
     return shard_of(key, shards), Stamped(key, fact, watermark_ms)
@@ -565,6 +550,8 @@ class _FoldLiveFn(beam.DoFn):
 
     STATES = ReadModifyWriteStateSpec("states", PickleCoder())
     WATERMARK = ReadModifyWriteStateSpec("watermark", PickleCoder())
+    # per seller key: listing id -> (observed, category) of its latest observation naming one
+    CATEGORIES = ReadModifyWriteStateSpec("categories", PickleCoder())
 
     def __init__(self, job: IntelJob):
         self._job = job
@@ -578,13 +565,28 @@ class _FoldLiveFn(beam.DoFn):
         element: tuple[int, Stamped | Tick],
         states: Any = beam.DoFn.StateParam(STATES),
         watermark: Any = beam.DoFn.StateParam(WATERMARK),
+        categories: Any = beam.DoFn.StateParam(CATEGORIES),
     ) -> Iterator[Any]:
         shard, item = element
+        wm = max(watermark.read() or NEVER, item.watermark_ms)
+        watermark.write(wm)
+        if isinstance(item, Stamped) and isinstance(item.fact, Seen):
+            _categorise(categories, item.key, item.fact)
+            return
+        if (
+            isinstance(item, Stamped)
+            and isinstance(item.fact, ComplaintFact)
+            and item.key.startswith(SELLER)
+            and item.fact.listing_id
+        ):
+            # a complaint read before any observation of its listing has no category
+            # (see case_leads in config/intel.yaml)
+            by_listing = (categories.read() or {}).get(item.key, {})
+            named = by_listing.get(item.fact.listing_id)
+            item = item._replace(fact=item.fact._replace(category=named[1] if named else None))
         # one map per shard: simple, and every element pays for reading it whole; comply's
         # ordered-list map (pipelines/comply.py) is the way out when shards grow large
         known: dict[str, RuleState] = states.read() or {}
-        wm = max(watermark.read() or NEVER, item.watermark_ms)
-        watermark.write(wm)
         if isinstance(item, Stamped):
             state = known.setdefault(item.key, self._rules.new(item.key))
             late = late_of(state)
@@ -599,6 +601,17 @@ class _FoldLiveFn(beam.DoFn):
                     yield from self._counts.tagged(self._rules.advance(state, wm))
             yield pvalue.TaggedOutput(CANDIDATES, (RANKING, ShardTick(shard, wm)))
         states.write(known)
+
+
+def _categorise(categories: Any, key: str, seen: Seen) -> None:
+    if not seen.category:
+        return
+    by_seller: dict[str, dict[str, tuple[int, str]]] = categories.read() or {}
+    known = by_seller.setdefault(key, {})
+    before = known.get(seen.listing_id)
+    if before is None or seen.observed_ms >= before[0]:
+        known[seen.listing_id] = (seen.observed_ms, seen.category)
+        categories.write(by_seller)
 
 
 RANKING = "ranking"  # the one key of the live ranking: candidates are few
@@ -810,8 +823,9 @@ class Intel(beam.PTransform):
             streaming = pbegin.pipeline.options.view_as(StandardOptions).streaming
             in_event_order = job.idle_timeout_s is not None and not streaming
         decoded = records | "Decode" >> beam.ParDo(
-            _DecodeFn(job, live=not in_event_order)
-        ).with_outputs(DEAD, ENRICH, TIMES, TICKS, main="keyed")
+            # one watermark per run: a second run in this process starts from nothing
+            _DecodeFn(job, live=not in_event_order, read_id=f"{job.group_id}/{uuid.uuid4().hex}")
+        ).with_outputs(DEAD, ENRICH, TIMES, TICKS, FLAGS, main="keyed")
         fold = _in_event_order if in_event_order else _as_events_arrive
         outputs = fold(job, decoded)
         sink = f"intel-{uuid.uuid4().hex}"
@@ -862,19 +876,11 @@ def _to_ranking(item: tuple[Any, Any]) -> tuple[str, Any]:
 def _as_events_arrive(job: IntelJob, decoded: Any) -> dict[str, beam.PCollection]:
     """Streaming: stateful steps that stay fused with the reader (no GroupByKey, no
     Flatten of readers), the stage's watermark carried by each fact and each clock tick."""
-    enriched = decoded[ENRICH] | "EnrichLive" >> beam.ParDo(
-        _EnrichLiveFn(job.clock.shards)
-    ).with_input_types(tuple[str, Any]).with_outputs(FLAGS, main="keyed")
-    folded = (
-        (decoded["keyed"], enriched["keyed"], decoded[TICKS])
-        | "FactsAndTicks" >> beam.Flatten()
-        | "FoldLive"
-        >> beam.ParDo(_FoldLiveFn(job))
-        .with_input_types(tuple[int, Any])
-        .with_outputs(FLAGS, CANDIDATES, main="out")
-    )
+    folded = decoded["keyed"] | "FoldLive" >> beam.ParDo(_FoldLiveFn(job)).with_input_types(
+        tuple[int, Any]
+    ).with_outputs(FLAGS, CANDIDATES, main="out")
     flags = (
-        (enriched[FLAGS], folded[FLAGS])
+        (decoded[FLAGS], folded[FLAGS])
         | "SellersAndEvents" >> beam.Flatten()
         | "FlagsLive" >> beam.ParDo(_FlagsLiveFn(job)).with_input_types(tuple[str, Any])
     )
