@@ -42,7 +42,11 @@ enforce: bounded batch runs in event order, everything else as events arrive):
   counted (``late``) and left out of windows already published, never re-publishing
   them (the rules' own late handling). Within the lateness, the outputs are the
   bounded run's (``computed_at`` aside: the watermark when each was decided). Ranking
-  waits until every shard has passed a window's end plus the lateness.
+  waits until every shard has passed a window's end plus the lateness. Facts and
+  ticks share one output into the fold, so a shard sees them in read order, and a
+  seller's listing categories are kept in its shard; a complaint read before any
+  observation of the listing it names has no category (see case_leads in
+  config/intel.yaml), the price of not waiting.
 
 **Flags.** A listed enterprise's sellers' listings that are live (last observed
 ACTIVE) are flagged to their platform (a FLAG task, for information, never a

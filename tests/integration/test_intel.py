@@ -28,7 +28,7 @@ from omm.config import load_intel, load_platforms
 from omm.generate import CATALOG, FeedGenerator
 from omm.jobs import intel_job
 from pipelines.intel import IntelAccount, credit_topic, leads_topic, run_intel, sampling_topic
-from tests.helpers import fresh_namespace, produce_avro, read_all
+from tests.helpers import REGISTRY, fresh_namespace, produce_avro, produce_raw, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -59,9 +59,14 @@ class Market:
         self.written: list[tuple[str, dict[str, Any]]] = []  # (entity, record)
         self._n = 0
 
-    def _put(self, entity: str, record: dict[str, Any], key_field: str) -> None:
+    def _put(self, entity: str, record: dict[str, Any], key_field: str | None) -> None:
+        """``key_field`` None: one key for all, so one partition keeps the written order."""
         self.written.append((entity, record))
-        produce_avro(self.bootstrap, self.topics.valid(entity), entity, [record], key_field)
+        topic = self.topics.valid(entity)
+        if key_field is None:
+            produce_raw(self.bootstrap, topic, [(b"in-order", REGISTRY.encode(entity, record))])
+        else:
+            produce_avro(self.bootstrap, topic, entity, [record], key_field)
 
     def complaint(
         self,
@@ -72,7 +77,7 @@ class Market:
         product: Any = None,
         listing_id: str | None = None,
         resolved: datetime | None = None,
-        key_field: str = "complaint_id",
+        key_field: str | None = "complaint_id",
     ) -> str:
         self._n += 1
         cid = f"C{self._n:03d}"
@@ -322,3 +327,40 @@ def test_a_streaming_run_counts_a_record_past_the_lateness_as_late(market: Marke
     for r in recs:
         assert r["complaint_count"] == 4 and late not in r["example_complaint_ids"]
         assert sorted(r["example_complaint_ids"]) == sorted(hot)
+
+
+def test_as_events_arrive_leads_claims_and_the_list_are_those_of_a_bounded_run(
+    market: Market,
+) -> None:
+    """Streaming, complaints read in event order (one partition): the same lead,
+    compensation-first task, LISTED event and flag as in event order."""
+    claim = market.complaint("tmall", "tm-shop", cst(2026, 3, 2, 10), "AFTER_SALES", key_field=None)
+    lead = [
+        market.complaint("suning", "s-lead", cst(2026, 3, 4, 9 + i), key_field=None)
+        for i in range(4)
+    ]
+    lead.append(market.complaint("suning", "s-lead", cst(2026, 3, 5, 9), key_field=None))
+    market.listing("TM-A1", "tmall", "tm-acme", cst(2026, 3, 1))
+    market.penalty("P1", "acme", cst(2025, 1, 10, 10), "tmall", "tm-acme")
+    market.penalty("P2", "acme", cst(2025, 6, 5, 10), "tmall", "tm-acme")
+    market.penalty("P3", "acme", cst(2026, 3, 2, 10), "tmall", "tm-acme")
+    # the watermark moves on with later complaints: past 13 March, then past 2 April
+    market.complaint("suning", "s-x", cst(2026, 3, 20), "OTHER", key_field=None)
+    market.complaint("suning", "s-x", cst(2026, 4, 3, 10), "OTHER", key_field=None)
+
+    account = market.intel(streaming=True, idle_s=3.0)
+
+    assert (account.leads, account.compensation_first, account.credit_events) == (1, 1, 1)
+    assert (account.flags, account.late) == (1, 0)
+    out = market.outputs()
+    [found] = out["leads"]
+    assert sorted(found["complaint_ids"]) == sorted(lead)
+    assert ms(found["window_end"]) == ms(cst(2026, 3, 6))
+    [event] = out["credit"]
+    assert (event["event"], event["penalty_ids"]) == ("LISTED", ["P1", "P2", "P3"])
+    by_kind = {t["kind"]: t for t in out["tmall"]}
+    assert len(out["tmall"]) == 2
+    assert by_kind["COMPENSATION_FIRST"]["complaint_id"] == claim
+    assert by_kind["COMPENSATION_FIRST"]["issued_at"] == cst(2026, 3, 13)
+    flag = by_kind["FLAG"]
+    assert (flag["listing_id"], flag["credit_event_id"]) == ("TM-A1", event["event_id"])
