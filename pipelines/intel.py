@@ -84,7 +84,8 @@ from apache_beam import pvalue
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import StandardOptions
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.transforms.userstate import OrderedListStateSpec, ReadModifyWriteStateSpec
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from connectors.beam_io import Clock, ReadFromKafka, WriteToKafka
 from connectors.connection import KafkaConnection
@@ -548,14 +549,30 @@ def stamp(key: str, fact: Fact, watermark_ms: int, shards: int) -> tuple[int, St
     return shard_of(key, shards), Stamped(key, fact, watermark_ms)
 
 
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def _slot(key: str) -> Timestamp:
+    # a key's place in its shard's ordered list (used as a map, as comply does): 40 bits
+    # of its digest, within the ordered list's range; equal slots (rare) share the entry
+    return Timestamp(micros=_digest("slot|" + key) >> 24)
+
+
+CATEGORY = "K|"  # a seller's listing categories, kept beside its rule states
+
+
 class _FoldLiveFn(beam.DoFn):
     """Streaming, per shard of rule keys: each fact as it arrives, advanced to the stage's
-    watermark; each clock tick advances every key of the shard whose timer is due."""
+    watermark; each clock tick advances the keys of the shard whose timer is due.
 
-    STATES = ReadModifyWriteStateSpec("states", PickleCoder())
+    Each key's state sits at its own slot of an ordered list used as a map, and an index
+    of next timers by time says which keys a tick must advance: an element reads and
+    writes its key's state only, a tick the due keys' (comply's pattern)."""
+
+    STATES = OrderedListStateSpec("states", PickleCoder())
+    TIMERS = OrderedListStateSpec("timers", PickleCoder())
     WATERMARK = ReadModifyWriteStateSpec("watermark", PickleCoder())
-    # per seller key: listing id -> (observed, category) of its latest observation naming one
-    CATEGORIES = ReadModifyWriteStateSpec("categories", PickleCoder())
 
     def __init__(self, job: IntelJob):
         self._job = job
@@ -568,54 +585,85 @@ class _FoldLiveFn(beam.DoFn):
         self,
         element: tuple[int, Stamped | Tick],
         states: Any = beam.DoFn.StateParam(STATES),
+        timers: Any = beam.DoFn.StateParam(TIMERS),
         watermark: Any = beam.DoFn.StateParam(WATERMARK),
-        categories: Any = beam.DoFn.StateParam(CATEGORIES),
     ) -> Iterator[Any]:
         shard, item = element
         wm = max(watermark.read() or NEVER, item.watermark_ms)
         watermark.write(wm)
-        if isinstance(item, Stamped) and isinstance(item.fact, Seen):
-            _categorise(categories, item.key, item.fact)
+        if isinstance(item, Tick):
+            yield from self._tick(wm, states, timers)
+            yield pvalue.TaggedOutput(CANDIDATES, (RANKING, ShardTick(shard, wm)))
             return
-        if (
-            isinstance(item, Stamped)
-            and isinstance(item.fact, ComplaintFact)
-            and item.key.startswith(SELLER)
-            and item.fact.listing_id
-        ):
+        fact = item.fact
+        if isinstance(fact, Seen):
+            self._categorise(states, CATEGORY + item.key, fact)
+            return
+        if isinstance(fact, ComplaintFact) and item.key.startswith(SELLER) and fact.listing_id:
             # a complaint read before any observation of its listing has no category
             # (see case_leads in config/intel.yaml)
-            by_listing = (categories.read() or {}).get(item.key, {})
-            named = by_listing.get(item.fact.listing_id)
-            item = item._replace(fact=item.fact._replace(category=named[1] if named else None))
-        # one map per shard: simple, and every element pays for reading it whole; comply's
-        # ordered-list map (pipelines/comply.py) is the way out when shards grow large
-        known: dict[str, RuleState] = states.read() or {}
-        if isinstance(item, Stamped):
-            state = known.setdefault(item.key, self._rules.new(item.key))
-            late = late_of(state)
-            self._rules.add(state, item.fact)
+            named: dict[str, tuple[int, str]] = _get(states, CATEGORY + item.key) or {}
+            known = named.get(fact.listing_id)
+            fact = fact._replace(category=known[1] if known else None)
+        entry = _get(states, item.key)
+        state, scheduled = entry if entry is not None else (self._rules.new(item.key), None)
+        late = late_of(state)
+        self._rules.add(state, fact)
+        yield from self._counts.tagged(self._rules.advance(state, wm))
+        self._counts.late.inc(late_of(state) - late)
+        _put(states, item.key, (state, self._schedule(item.key, state, scheduled, timers)))
+
+    def _tick(self, wm: int, states: Any, timers: Any) -> Iterator[Any]:
+        if wm <= NEVER:
+            return  # nothing read yet
+        upto = Timestamp(micros=(wm + 1) * 1000)
+        due = {key for _, key in timers.read_range(MIN_TIMESTAMP, upto)}
+        if not due:
+            return
+        timers.clear_range(MIN_TIMESTAMP, upto)
+        for key in sorted(due):
+            entry = _get(states, key)
+            if entry is None:
+                continue
+            state, _ = entry
             yield from self._counts.tagged(self._rules.advance(state, wm))
-            self._counts.late.inc(late_of(state) - late)
-        else:
-            for key in sorted(known):
-                state = known[key]
-                due = self._rules.next_timer_ms(state)
-                if due is not None and due <= wm:
-                    yield from self._counts.tagged(self._rules.advance(state, wm))
-            yield pvalue.TaggedOutput(CANDIDATES, (RANKING, ShardTick(shard, wm)))
-        states.write(known)
+            _put(states, key, (state, self._schedule(key, state, None, timers)))
+
+    def _schedule(
+        self, key: str, state: RuleState, scheduled: int | None, timers: Any
+    ) -> int | None:
+        """Put the key's next timer in the index, unless it is there already."""
+        nxt = self._rules.next_timer_ms(state)
+        if nxt is not None and nxt != scheduled:
+            timers.add((Timestamp(micros=nxt * 1000), key))
+        return nxt
+
+    @staticmethod
+    def _categorise(states: Any, key: str, seen: Seen) -> None:
+        if not seen.category:
+            return
+        named: dict[str, tuple[int, str]] = _get(states, key) or {}
+        before = named.get(seen.listing_id)
+        if before is None or seen.observed_ms >= before[0]:
+            named[seen.listing_id] = (seen.observed_ms, seen.category)
+            _put(states, key, named)
 
 
-def _categorise(categories: Any, key: str, seen: Seen) -> None:
-    if not seen.category:
-        return
-    by_seller: dict[str, dict[str, tuple[int, str]]] = categories.read() or {}
-    known = by_seller.setdefault(key, {})
-    before = known.get(seen.listing_id)
-    if before is None or seen.observed_ms >= before[0]:
-        known[seen.listing_id] = (seen.observed_ms, seen.category)
-        categories.write(by_seller)
+def _entries(states: Any, slot: Timestamp) -> dict[str, Any]:
+    upto = Timestamp(micros=slot.micros + 1)
+    return {key: value for _, (key, value) in states.read_range(slot, upto)}
+
+
+def _get(states: Any, key: str) -> Any:
+    return _entries(states, _slot(key)).get(key)
+
+
+def _put(states: Any, key: str, value: Any) -> None:
+    slot = _slot(key)
+    entries = {**_entries(states, slot), key: value}
+    states.clear_range(slot, Timestamp(micros=slot.micros + 1))
+    for k, v in entries.items():
+        states.add((slot, (k, v)))
 
 
 RANKING = "ranking"  # the one key of the live ranking: candidates are few
