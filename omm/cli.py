@@ -28,7 +28,13 @@ from omm.platforms import platform_app
 from omm.review import review_app
 from omm.settings import get_settings
 from omm.status import STAGES, RunScope, metrics_for_run, status_command
-from omm.tables import print_accounts, print_comply_account, print_enforce_account, table
+from omm.tables import (
+    print_accounts,
+    print_comply_account,
+    print_enforce_account,
+    print_intel_account,
+    table,
+)
 
 if TYPE_CHECKING:
     from connectors.probe import Cluster
@@ -470,13 +476,36 @@ def run_comply_cmd(
     )
 
 
+@run_app.command("intel")
+def run_intel_cmd(
+    until_idle: UntilIdle = None,
+    start: StartOption = None,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = "",
+    pipeline_args: PipelineArgs = None,
+) -> None:
+    """Complaint intelligence and the credit list: omm.intel.sampling, omm.intel.leads,
+    omm.credit.events, compensation-first and FLAG tasks to omm.tasks.<platform>.
+
+    Bounded (--until-idle): emits what is final at the latest event time read.
+    """
+    servers = _ready_for_intel(bootstrap, prefix)
+    begin = _start_for(start, pipeline_args)
+    _run_one(
+        "intel",
+        lambda: run_intel_job(servers, prefix, until_idle, pipeline_args, start=begin),
+        _show_intel,
+        RunScope(servers, prefix),
+    )
+
+
 @run_app.command("all")
 def run_all_cmd(
     until_idle: Annotated[
         float | None,
         typer.Option(
             "--until-idle",
-            help="Bounded: ingest until idle for SECONDS, then enforce and comply, each "
+            help="Bounded: ingest until idle for SECONDS, then enforce, comply and intel, each "
             "reading to the end of what the stage before it wrote.",
         ),
     ] = None,
@@ -490,10 +519,12 @@ def run_all_cmd(
     servers = _ready_for_ingest(bootstrap, prefix, None)
     _ready_for_enforce(servers, prefix)
     _ready_for_comply(servers, prefix)
+    _ready_for_intel(servers, prefix)
     begin = _start_for(start, pipeline_args)
     args = pipeline_args
     if until_idle is not None:
-        # Enforce starts once ingest has ended and flushed, comply once enforce has:
+        # Enforce starts once ingest has ended and flushed, comply once enforce has, intel
+        # once comply has (it reads only ingest's output, but shares the machine):
         # everything each reads is already on the broker, so it reads to the end and
         # stops there (an idle window of 0) instead of waiting out another window.
         # every stage runs and shows its account, even after one did not balance
@@ -502,17 +533,19 @@ def run_all_cmd(
                 _show_ingest(run_ingest_job(servers, prefix, None, until_idle, args)),
                 _show_enforce(run_enforce_job(servers, prefix, _CAUGHT_UP, args, start=begin)),
                 _show_comply(run_comply_job(servers, prefix, _CAUGHT_UP, args, start=begin)),
+                _show_intel(run_intel_job(servers, prefix, _CAUGHT_UP, args, start=begin)),
             ]
         if not all(balanced):
             raise typer.Exit(1)
         return
     # one spinner only: rich allows a single live display at a time
-    console.print("ingest, enforce and comply streaming side by side (Ctrl-C to stop)…")
+    console.print("ingest, enforce, comply and intel streaming side by side (Ctrl-C to stop)…")
     _run_stages(
         [
             ("ingest", lambda: run_ingest_job(servers, prefix, None, None, args, True)),
             ("enforce", lambda: run_enforce_job(servers, prefix, None, args, True, begin)),
             ("comply", lambda: run_comply_job(servers, prefix, None, args, True, begin)),
+            ("intel", lambda: run_intel_job(servers, prefix, None, args, True, begin)),
         ],
         RunScope(servers, prefix),
     )
@@ -581,6 +614,20 @@ def _ready_for_comply(bootstrap: str | None, prefix: str) -> str:
     return cluster.bootstrap
 
 
+def _ready_for_intel(bootstrap: str | None, prefix: str) -> str:
+    """The bootstrap, once it answered and has every topic intel reads and writes."""
+    from connectors.topics import TopicNames
+    from omm.config import load_platforms
+    from pipelines.intel import credit_topic, leads_topic, sampling_topic
+
+    cluster = _reach(bootstrap)
+    names = TopicNames(prefix)
+    wanted = [names.valid(e) for e in ("complaint", "penalty", "inspection", "listing")]
+    wanted += [sampling_topic(names), leads_topic(names), credit_topic(names)]
+    cluster.require(wanted + [names.tasks(p) for p in load_platforms().ids], prefix)
+    return cluster.bootstrap
+
+
 def run_ingest_job(
     bootstrap: str,
     prefix: str,
@@ -632,6 +679,27 @@ def run_comply_job(
 
     job = comply_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle, start=start)
     return _run_pipeline("comply", lambda a: run_comply(job, a), until_idle, pipeline_args, quiet)
+
+
+def run_intel_job(
+    bootstrap: str,
+    prefix: str,
+    until_idle: float | None,
+    pipeline_args: list[str] | None,
+    quiet: bool = False,
+    start: Start = "earliest",
+) -> Any:
+    from connectors.topics import TopicNames
+    from omm.jobs import intel_job
+    from pipelines.intel import run_intel
+
+    job = intel_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle, start=start)
+    return _run_pipeline("intel", lambda a: run_intel(job, a), until_idle, pipeline_args, quiet)
+
+
+def _show_intel(account: Any) -> bool:
+    print_intel_account(account, console)
+    return bool(account.balanced)
 
 
 def _show_comply(account: Any) -> bool:

@@ -17,6 +17,7 @@ from omm.config import (
     load_compliance,
     load_enforcement,
     load_feed_suites,
+    load_intel,
     load_platforms,
     load_rules,
 )
@@ -24,6 +25,7 @@ from omm.settings import Settings, get_settings, pseudonym_key
 from pipelines.comply import ComplyJob
 from pipelines.enforce import EnforceJob
 from pipelines.ingest import IngestJob
+from pipelines.intel import IntelJob
 from pipelines.rules.compliance import ComplianceConfig
 
 
@@ -123,4 +125,32 @@ def comply_job(
         clock=Clock(every_s=tick_seconds or clock.tick_seconds, shards=clock.shards),
         idle_timeout_s=idle_timeout_s,
         start=start,
+    )
+
+
+def intel_job(
+    bootstrap: str,
+    topics: TopicNames,
+    *,
+    idle_timeout_s: float | None = None,
+    in_event_order: bool | None = None,
+    tick_seconds: float | None = None,
+    start: Start = "earliest",
+    config_dir: Path | None = None,
+    settings: Settings | None = None,
+) -> IntelJob:
+    """The intel job: config/intel.yaml with its calendar, the platforms bound by
+    compensation-first (platforms.yaml), enforce's matching for product keys, and
+    compliance.yaml's clock (a streaming run's watermark reaches every shard on its ticks)."""
+    clock = load_compliance(config_dir)
+    return IntelJob(
+        kafka=kafka_connection(bootstrap, settings),
+        topics=topics,
+        platforms=load_platforms(config_dir),
+        config=load_intel(config_dir),
+        matching=load_enforcement(config_dir).matching,
+        clock=Clock(every_s=tick_seconds or clock.tick_seconds, shards=clock.shards),
+        idle_timeout_s=idle_timeout_s,
+        start=start,
+        in_event_order=in_event_order,
     )

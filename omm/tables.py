@@ -72,6 +72,29 @@ def print_comply_account(account: Any, console: Console) -> None:
     console.print(account_table)
 
 
+def print_intel_account(account: Any, console: Console) -> None:
+    """Intel's account: in = complaints + penalties + inspections + listings + dead letters;
+    then what it published, and what arrived too late for a window already published."""
+    read = ("in", "complaints", "penalties", "inspections", "listings", "dead letters")
+    fields = ("read", "complaints", "penalties", "inspections", "listings", "dead")
+    account_table = table(
+        *read, "balanced", counts=read,
+        title="intel account (in = complaints + penalties + inspections + listings + dead letters)",
+    )  # fmt: skip
+    account_table.add_row(
+        *(str(getattr(account, f)) for f in fields),
+        "[green]yes[/green]" if account.balanced else "[red]NO[/red]",
+    )
+    console.print(account_table)
+    made = ("sampling", "leads", "comp. first", "credit events", "flags", "late")
+    made_fields = (
+        "recommendations", "leads", "compensation_first", "credit_events", "flags", "late",
+    )  # fmt: skip
+    made_table = table(*made, counts=made, title="intel output")
+    made_table.add_row(*(str(getattr(account, f)) for f in made_fields))
+    console.print(made_table)
+
+
 def print_accounts(accounts: list[Any], console: Console) -> None:
     """Ingest's account per source topic: in = valid + quarantined + dead letters."""
     account_table = table(
