@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 # kafka is imported where it is used: every `omm` command imports this module.
 
-PIPELINES = ("ingest", "enforce", "comply")
+PIPELINES = ("ingest", "enforce", "comply", "intel")
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,11 @@ def watched(
                 topics.valid("takedown"),
                 topics.decisions,
             ),
+        ),
+        "intel": Watched(
+            "intel",
+            f"{topics.prefix}omm.intel",
+            tuple(topics.valid(e) for e in ("complaint", "penalty", "inspection", "listing")),
         ),
     }
     unknown = [p for p in pipelines if p not in known]

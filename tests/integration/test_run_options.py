@@ -113,7 +113,7 @@ def test_beam_options_after_the_double_dash_reach_every_stage(
         "--runner=fnapirunner", "--direct_num_workers=1",
     )  # fmt: skip
     assert good.exit_code == 0, good.output
-    for stage in ("ingest", "enforce", "comply"):
+    for stage in ("ingest", "enforce", "comply", "intel"):
         assert f"{stage} on fnapirunner" in good.stdout  # as given, not the default
     for platform in SELLING:
         assert read_all(kafka_bootstrap, market.tasks(platform))
@@ -126,7 +126,7 @@ def test_run_all_on_prism_from_the_command_line(kafka_bootstrap: str, market: To
         "--runner=PrismRunner",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    for stage in ("ingest", "enforce", "comply"):
+    for stage in ("ingest", "enforce", "comply", "intel"):
         assert f"{stage} on PrismRunner" in result.stdout
     delistings = {
         m.key

@@ -178,7 +178,7 @@ def test_open_tasks_are_those_still_asking_a_platform_or_the_regulator_to_act() 
 
 
 def test_the_groups_watched_are_the_ones_the_jobs_commit_as() -> None:
-    from omm.jobs import comply_job, enforce_job, ingest_job
+    from omm.jobs import comply_job, enforce_job, ingest_job, intel_job
 
     topics = TopicNames("t1.")
     by_pipeline = {w.pipeline: w for w in watched(topics, ["tmall"], "omm", PIPELINES)}
@@ -188,6 +188,7 @@ def test_the_groups_watched_are_the_ones_the_jobs_commit_as() -> None:
     )
     assert by_pipeline["enforce"].group_id == enforce_job("x:1", topics).group_id
     assert by_pipeline["comply"].group_id == comply_job("x:1", topics, platforms=["tmall"]).group_id
+    assert by_pipeline["intel"].group_id == intel_job("x:1", topics).group_id
 
 
 def test_ingest_is_watched_on_every_feed_it_reads_and_judged_on_every_output_but_feedback() -> None:
@@ -201,8 +202,8 @@ def test_ingest_is_watched_on_every_feed_it_reads_and_judged_on_every_output_but
 
 
 def test_an_unknown_pipeline_is_refused() -> None:
-    with pytest.raises(ValueError, match="intel"):
-        watched(TopicNames(), ["tmall"], "omm", ["intel"])
+    with pytest.raises(ValueError, match="credit"):
+        watched(TopicNames(), ["tmall"], "omm", ["credit"])
 
 
 # ------------------------------------------------------------------ shown and exported
