@@ -779,12 +779,14 @@ app.add_typer(report_app, name="report")
 def _latest_values(cluster: Cluster, topic: str) -> dict[str, dict[str, Any]]:
     """The latest decoded value per key of a compacted topic, as compaction will leave it:
     a later record replaces an earlier one, a tombstone (null value) removes its key."""
-    from connectors.tail import tail_records
+    from connectors.tail import read_to_end
 
     latest: dict[str, dict[str, Any]] = {}
     undecoded = 0
+    # to the end offsets seen at the start, not until a quiet spell: a report reading
+    # a dozen topics waits for none of them
     with console.status(f"reading {topic}…"):
-        for line in tail_records(cluster.bootstrap, topic, timeout_s=2.0, security=_security()):
+        for line in read_to_end(cluster.bootstrap, topic, security=_security()):
             key = line.get("key") or f"{line['partition']}/{line['offset']}"
             if "decode_error" in line:
                 undecoded += 1
@@ -816,25 +818,47 @@ def report_compliance(
     feeds_report: FeedsReport = "../feeds/index.html",
 ) -> None:
     """One self-contained HTML page on each platform's compliance: scorecards, KPI charts,
-    overdue, re-listed and contradicted tasks with their evidence. Loads nothing from the
-    network."""
+    overdue, re-listed and contradicted tasks with their evidence; then what intel found:
+    targeted sampling, case leads, the serious-violation list with each enterprise's live
+    listings. Loads nothing from the network."""
     from datetime import UTC
 
     from connectors.topics import TopicNames
-    from omm.config import load_enforcement
+    from omm.config import load_enforcement, load_platforms
     from omm.reports.compliance import render_compliance, total_scorecards
+    from omm.reports.intel import IntelSources
     from omm.reports.page import percent, write_page
+    from pipelines.intel import credit_topic, leads_topic, sampling_topic
 
     topics = TopicNames(prefix)
     sources = (topics.compliance_status, topics.scorecards)
+    intel = IntelSources(
+        sampling=sampling_topic(topics),
+        leads=leads_topic(topics),
+        credit=credit_topic(topics),
+        tasks=topics.tasks("<platform>"),
+    )
     cluster = _reach(bootstrap)
     cluster.require(sources, prefix)
     statuses = _latest_values(cluster, topics.compliance_status)
     scorecards = _latest_values(cluster, topics.scorecards)
-    if not statuses and not scorecards:
+    # intel's topics and a platform's task topic may not exist (created before intel, a
+    # platform registered later): their sections then say what to run, as when empty
+    sampling, leads, credit = (
+        _latest_values(cluster, t) if t in cluster.topics else {}
+        for t in (intel.sampling, intel.leads, intel.credit)
+    )
+    flags: list[dict[str, Any]] = []
+    if credit:  # FLAG tasks exist only for listed enterprises: no event, nothing to read
+        for platform in load_platforms().ids:
+            if topics.tasks(platform) in cluster.topics:
+                tasks = _latest_values(cluster, topics.tasks(platform)).values()
+                flags += [t for t in tasks if t.get("kind") == "FLAG"]
+    if not (statuses or scorecards or sampling or leads or credit):
         err.print(
             f"[yellow]no compliance records on {escape(sources[0])} or {escape(sources[1])} "
-            "yet: run comply first (omm run comply)[/yellow]",
+            "and no intel records yet: run comply first (omm run comply), and intel "
+            "(omm run intel)[/yellow]",
             soft_wrap=True,
         )
         raise typer.Exit(1)
@@ -845,6 +869,11 @@ def report_compliance(
         feeds_report=feeds_report,
         timezone=load_enforcement().calendar.timezone,
         sources=sources,
+        sampling_records=sampling.values(),
+        lead_records=leads.values(),
+        credit_records=credit.values(),
+        task_records=flags,
+        intel_sources=intel,
     )
     index = write_page(out, text)
     kpis = table(

@@ -6,7 +6,9 @@ From the latest ``omm.compliance.status`` record per task and the latest TOTAL
 :func:`render_compliance` draws one self-contained page: the scorecards side by
 side, KPI1 per platform, the time to takedown, overdue tasks day by day, and the
 tasks a regulator acts on (overdue, re-listed, notices the listing feed
-contradicted), each with the evidence behind its status.
+contradicted), each with the evidence behind its status. Given what ``omm run intel``
+wrote, it adds the intelligence sections of :mod:`omm.reports.intel`: targeted
+sampling, case leads and the serious-violation list with each enterprise's live listings.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from omm.reports.intel import IntelSources, intel_sections
 from omm.reports.page import (
     Bar,
     Column,
@@ -315,10 +318,17 @@ def render_compliance(
     feeds_report: str = "../feeds/index.html",
     timezone: str = "UTC",
     sources: Sequence[str] = ("omm.compliance.status", "omm.compliance.scorecards"),
+    sampling_records: Iterable[Mapping[str, Any]] = (),
+    lead_records: Iterable[Mapping[str, Any]] = (),
+    credit_records: Iterable[Mapping[str, Any]] = (),
+    task_records: Iterable[Mapping[str, Any]] = (),
+    intel_sources: IntelSources = IntelSources(),  # noqa: B008 - frozen, never mutated
 ) -> str:
     """The compliance page from decoded records: the latest status per task and the
     scorecards (only TOTAL ones are shown). ``timezone`` is the enforcement calendar's:
-    the overdue chart's days are its days, as the DAY scorecards' are."""
+    the overdue chart's days are its days, as the DAY scorecards' are. The intel records
+    (and the platforms' task records, of which only FLAG tasks count) fill the
+    intelligence sections; without them those sections say to run intel."""
     statuses = [TaskStatus.from_record(r) for r in status_records]
     scores = total_scorecards(scorecard_records)
     zone = ZoneInfo(timezone)
@@ -391,6 +401,9 @@ def render_compliance(
                 "showed the listing ACTIVE."
             ),
         ),
+        *intel_sections(
+            sampling_records, lead_records, credit_records, task_records, intel_sources
+        ),
     ]
     return page(
         title="Platform compliance with takedown tasks",
@@ -406,6 +419,9 @@ def render_compliance(
             ("Overdue", "#overdue"),
             ("Re-listed", "#relisted"),
             ("Contradicted notices", "#contradicted"),
+            ("Targeted sampling", "#sampling"),
+            ("Case leads", "#leads"),
+            ("Serious-violation list", "#credit"),
             ("Feed health report", feeds_report),
         ],
         body="\n".join(body),

@@ -298,3 +298,177 @@ def test_a_task_is_contradicted_when_its_note_says_the_feed_showed_the_listing_a
 ) -> None:
     task = TaskStatus.from_record(status("t", "jd", "OVERDUE", NOW, note=note))
     assert task.contradicted is contradicted
+
+
+# --------------------------------------------------------------------------- intel sections
+
+WINDOW_END = NOW - timedelta(hours=1)
+WINDOW_START = WINDOW_END - timedelta(days=30)
+#: Verbatim text a complainant or seller typed: the report must never show it.
+VERBATIM = "张三 13800138000 买到的吹风机冒烟"
+
+
+def recommendation(rid: str, score: float, computed_at: datetime, **more: Any) -> dict:
+    record = {
+        "recommendation_id": rid,
+        "product_key": f"pk-{rid}",
+        "brand": VERBATIM,
+        "model": VERBATIM,
+        "manufacturer": VERBATIM,
+        "complaint_count": 9,
+        "window_start": WINDOW_START,
+        "window_end": WINDOW_END,
+        "score": score,
+        "rank": 1,
+        "last_sampled_at": None,
+        "computed_at": computed_at,
+        "counts_by_issue_type": {"QUALITY": 6, "COUNTERFEIT": 3},
+        "counts_by_platform": {"jd": 7, "tmall": 2},
+        "counts_by_channel": {"PLATFORM": 9},
+        "example_complaint_ids": [f"jd:c-{rid}-1", f"12315:c-{rid}-2"],
+    }
+    record.update(more)
+    return decoded("sampling_recommendation", record)
+
+
+def lead(lid: str, seller: str, n: int, computed_at: datetime = NOW) -> dict:
+    return decoded(
+        "case_lead",
+        {
+            "lead_id": lid,
+            "platform": "jd",
+            "seller_id": seller,
+            "violation_complaints": n,
+            "window_start": WINDOW_START,
+            "window_end": WINDOW_END,
+            "threshold": 3,
+            "issue_types": ["QUALITY"],
+            "computed_at": computed_at,
+            "complaint_ids": [f"jd:c-{seller}-{i}" for i in range(n)],
+            "counts_by_issue_type": {"QUALITY": n},
+        },
+    )
+
+
+def credit(eid: str, enterprise: str, event: str, effective_at: datetime, **more: Any) -> dict:
+    record = {
+        "event_id": eid,
+        "enterprise_id": enterprise,
+        "enterprise_name": f"{enterprise} 有限公司",
+        "event": event,
+        "ground": "3 penalties within 2 years on PRODUCT_SAFETY",
+        "penalty_ids": [f"pen-{enterprise}-1", f"pen-{enterprise}-2"],
+        "effective_at": effective_at,
+        "computed_at": effective_at,
+        "sellers": [f"jd:s-{enterprise}"],
+        "listed_event_id": None,
+    }
+    record.update(more)
+    return decoded("credit_event", record)
+
+
+def task(task_id: str, kind: str, listing: str, seller: str, event_id: str | None, **more: Any):
+    record = {
+        "task_id": task_id,
+        "kind": kind,
+        "platform": "jd",
+        "seller_id": seller,
+        "listing_id": listing,
+        "inspection_id": None,
+        "product_key": "pk",
+        "brand": VERBATIM,
+        "model": None,
+        "manufacturer": None,
+        "verdict": None,
+        "match_method": None,
+        "match_confidence": None,
+        "legal_basis": "《电子商务法》第二十九条",
+        "reason": VERBATIM,
+        "state": "ISSUED",
+        "deadline_at": NOW + timedelta(days=5),
+        "issued_at": NOW - timedelta(days=2),
+        "evidence_ref": "omm.valid.listings/0/1",
+        "complaint_id": None,
+        "credit_event_id": event_id,
+    }
+    record.update(more)
+    return decoded("task", record)
+
+
+def intel_page() -> str:
+    earlier = NOW - timedelta(days=1)
+    return render_compliance(
+        [],
+        [],
+        generated_at=NOW,
+        sampling_records=[
+            recommendation("low", 1.5, NOW),
+            recommendation("high", 9.25, earlier),
+            # recomputed: the later record replaces the earlier one, and its score ranks
+            recommendation("mid", 99.0, earlier),
+            recommendation("mid", 4.0, NOW),
+        ],
+        lead_records=[
+            lead("l-few", "s-few", 3),
+            lead("l-many", "s-many", 5, earlier),
+            lead("l-many", "s-many", 7),
+        ],
+        credit_records=[
+            credit("ev-a", "ENT-A", "LISTED", NOW - timedelta(days=10)),
+            credit("ev-b", "ENT-B", "LISTED", NOW - timedelta(days=400)),
+            credit("ev-b-off", "ENT-B", "REMOVED", NOW - timedelta(days=3), listed_event_id="ev-b"),
+        ],
+        task_records=[
+            task("f-1", "FLAG", "L-live", "s-ENT-A", "ev-a"),
+            task("f-2", "FLAG", "L-gone", "s-ENT-A", "ev-a"),
+            task("f-2", "FLAG", "L-gone", "s-ENT-A", "ev-a", state="WITHDRAWN", issued_at=NOW),
+            task("f-3", "FLAG", "L-of-b", "s-ENT-B", "ev-b"),
+            task("d-1", "DELIST", "L-delist", "s-ENT-A", None),
+        ],
+    )
+
+
+def rows(html: str) -> list[str]:
+    return re.findall(r"<tr>(.*?)</tr>", html, re.S)[1:]  # the first is the head
+
+
+def test_sampling_is_the_latest_recommendation_per_id_ranked_by_score() -> None:
+    html = section(intel_page(), "sampling")
+    keys = [re.search(r"<code>(pk-[a-z]+)</code>", r).group(1) for r in rows(html)]  # type: ignore[union-attr]
+    assert keys == ["pk-high", "pk-mid", "pk-low"]
+    assert "99.00" not in html and "4.00" in html
+    assert "QUALITY: 6" in html and "jd: 7" in html and "12315:c-high-2" in html
+    assert "2026-04-20 08:30 UTC – 2026-05-20 08:30 UTC" in html
+
+
+def test_case_leads_show_seller_count_and_complaints_latest_per_lead() -> None:
+    html = section(intel_page(), "leads")
+    sellers = [re.search(r"<code>(s-[a-z]+)</code>", r).group(1) for r in rows(html)]  # type: ignore[union-attr]
+    assert sellers == ["s-many", "s-few"]
+    assert "jd:c-s-many-6" in html  # seven complaints, not the earlier five
+    assert ">7<" in html and ">5<" not in html
+
+
+def test_the_list_shows_listed_enterprises_with_penalties_and_live_listings_only() -> None:
+    html = section(intel_page(), "credit")
+    assert "ENT-A" in html and "pen-ENT-A-1" in html and "PRODUCT_SAFETY" in html
+    assert "ENT-B" not in html and "L-of-b" not in html  # removed: off the list
+    assert "L-live" in html and "s-ENT-A" in html
+    assert "L-gone" not in html  # withdrawn flag
+    assert "L-delist" not in html  # not a flag
+
+
+def test_intel_sections_carry_no_consumer_identity_or_free_text() -> None:
+    html = intel_page()
+    assert "张三" not in html and "13800138000" not in html and "冒烟" not in html
+
+
+def test_empty_intel_sections_say_to_run_intel() -> None:
+    html = render_compliance([], [], generated_at=NOW)
+    for anchor, topic in (
+        ("sampling", "omm.intel.sampling"),
+        ("leads", "omm.intel.leads"),
+        ("credit", "omm.credit.events"),
+    ):
+        text = section(html, anchor)
+        assert topic in text and "omm run intel" in text, anchor
