@@ -824,18 +824,20 @@ def report_compliance(
     from datetime import UTC
 
     from connectors.topics import TopicNames
-    from omm.config import load_enforcement, load_platforms
+    from omm.config import load_enforcement, load_platforms, resolved_topics
     from omm.reports.compliance import render_compliance, total_scorecards
     from omm.reports.intel import IntelSources
     from omm.reports.page import percent, write_page
-    from pipelines.intel import credit_topic, leads_topic, sampling_topic
 
     topics = TopicNames(prefix)
     sources = (topics.compliance_status, topics.scorecards)
+    # intel's topics by their contracts in the catalog (config/topics.yaml): the names in
+    # pipelines.intel would import Beam, whose import-time warnings litter this command
+    by_entity = {t.entity: prefix + t.name for t in resolved_topics(only_platforms=[])}
     intel = IntelSources(
-        sampling=sampling_topic(topics),
-        leads=leads_topic(topics),
-        credit=credit_topic(topics),
+        sampling=by_entity["sampling_recommendation"],
+        leads=by_entity["case_lead"],
+        credit=by_entity["credit_event"],
         tasks=topics.tasks("<platform>"),
     )
     cluster = _reach(bootstrap)

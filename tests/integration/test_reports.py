@@ -39,9 +39,11 @@ from urllib.parse import unquote
 import pytest
 from typer.testing import CliRunner
 
+from connectors.topics import TopicNames
 from omm.cli import app
 from pipelines.feed_health.results import ExpectationOutcome, FeedHealth
-from tests.helpers import REGISTRY, fresh_namespace, produce_raw
+from pipelines.intel import credit_topic, leads_topic, sampling_topic
+from tests.helpers import REGISTRY, fresh_namespace, produce_avro, produce_raw
 from tests.offline import other_origin_references, self_contained_problems
 
 pytestmark = pytest.mark.integration
@@ -320,11 +322,145 @@ def _produce_compliance(bootstrap: str, status_topic: str, scorecard_topic: str)
     )
 
 
+#: Verbatim text a complainant or seller typed (a task's reason, a product's brand):
+#: the report must never show it.
+VERBATIM = "李四 13900139000 充电宝鼓包"
+
+
+def _produce_intel(bootstrap: str, topics: TopicNames) -> None:
+    """What intel would have written: two recommendations (one recomputed), a lead, an
+    enterprise listed with two flagged listings (one flag withdrawn since), another
+    listed and removed, and a DELIST task beside the flags."""
+    start, end = NOW - timedelta(days=30), NOW - timedelta(hours=1)
+    recommendations = [
+        ("sr-a", 3.5, NOW - timedelta(days=1)),
+        ("sr-b", 7.75, NOW - timedelta(days=1)),
+        ("sr-a", 12.5, NOW),  # recomputed: now ranks first
+    ]
+    produce_avro(
+        bootstrap,
+        sampling_topic(topics),
+        "sampling_recommendation",
+        (
+            {
+                "recommendation_id": rid,
+                "product_key": f"key-{rid}",
+                "brand": VERBATIM,
+                "model": None,
+                "manufacturer": None,
+                "complaint_count": 6,
+                "window_start": start,
+                "window_end": end,
+                "score": score,
+                "rank": 1,
+                "last_sampled_at": None,
+                "computed_at": at,
+                "counts_by_issue_type": {"QUALITY": 6},
+                "counts_by_platform": {"jd": 6},
+                "counts_by_channel": {"PLATFORM": 6},
+                "example_complaint_ids": [f"jd:cmp-{rid}"],
+            }
+            for rid, score, at in recommendations
+        ),
+        "recommendation_id",
+    )
+    produce_avro(
+        bootstrap,
+        leads_topic(topics),
+        "case_lead",
+        [
+            {
+                "lead_id": "lead-1",
+                "platform": "jd",
+                "seller_id": "seller-lead",
+                "violation_complaints": 4,
+                "window_start": start,
+                "window_end": end,
+                "threshold": 3,
+                "issue_types": ["COUNTERFEIT"],
+                "computed_at": NOW,
+                "complaint_ids": [f"jd:cmp-lead-{i}" for i in range(4)],
+                "counts_by_issue_type": {"COUNTERFEIT": 4},
+            }
+        ],
+        "lead_id",
+    )
+
+    def event(eid: str, enterprise: str, kind: str, at: datetime) -> dict[str, Any]:
+        return {
+            "event_id": eid,
+            "enterprise_id": enterprise,
+            "enterprise_name": f"{enterprise} Trading Co.",
+            "event": kind,
+            "ground": "3 penalties within 2 years on PRODUCT_SAFETY",
+            "penalty_ids": [f"pen-{enterprise}"],
+            "effective_at": at,
+            "computed_at": at,
+            "sellers": [f"jd:seller-{enterprise}"],
+            "listed_event_id": "ev-gone" if kind == "REMOVED" else None,
+        }
+
+    produce_avro(
+        bootstrap,
+        credit_topic(topics),
+        "credit_event",
+        [
+            event("ev-on", "ENT-ON", "LISTED", NOW - timedelta(days=9)),
+            event("ev-gone", "ENT-GONE", "LISTED", NOW - timedelta(days=900)),
+            event("ev-gone-off", "ENT-GONE", "REMOVED", NOW - timedelta(days=2)),
+        ],
+        "event_id",
+    )
+
+    def task(tid: str, kind: str, listing: str, event_id: str | None, **more: Any) -> dict:
+        return {
+            "task_id": tid,
+            "kind": kind,
+            "platform": "jd",
+            "seller_id": "seller-ENT-ON",
+            "listing_id": listing,
+            "inspection_id": None,
+            "product_key": "key",
+            "brand": VERBATIM,
+            "model": None,
+            "manufacturer": None,
+            "verdict": None,
+            "match_method": None,
+            "match_confidence": None,
+            "legal_basis": "《电子商务法》第三十八条",
+            "reason": VERBATIM,
+            "state": "ISSUED",
+            "deadline_at": NOW + timedelta(days=5),
+            "issued_at": NOW - timedelta(days=8),
+            "evidence_ref": "omm.valid.listings/0/7",
+            "complaint_id": None,
+            "credit_event_id": event_id,
+            **more,
+        }
+
+    produce_avro(
+        bootstrap,
+        topics.tasks("jd"),
+        "task",
+        [
+            task("flag-live", "FLAG", "listing-live", "ev-on"),
+            task("flag-out", "FLAG", "listing-withdrawn", "ev-on"),
+            task(
+                "flag-out", "FLAG", "listing-withdrawn", "ev-on", state="WITHDRAWN", issued_at=NOW
+            ),
+            task("flag-gone", "FLAG", "listing-of-removed", "ev-gone", state="WITHDRAWN"),
+            task("delist-1", "DELIST", "listing-delisted", None),
+        ],
+        "task_id",
+    )
+
+
 def test_compliance_report_renders_in_chromium_without_a_network_request(
     kafka_bootstrap: str, browser: Browser, tmp_path: Path
 ) -> None:
     topics = fresh_namespace(PLATFORMS, kafka_bootstrap)
     _produce_compliance(kafka_bootstrap, topics.compliance_status, topics.scorecards)
+    _produce_intel(kafka_bootstrap, topics)
     out = tmp_path / "reports" / "compliance"
 
     result = report(
@@ -351,8 +487,18 @@ def test_compliance_report_renders_in_chromium_without_a_network_request(
     assert "t-jd-0001" in overdue and "t-jd-0002" in overdue and "t-suning-0005" not in overdue
     relisted = dom[dom.index('id="relisted"') : dom.index('id="contradicted"')]
     assert "t-tmall-0003" in relisted and "omm.feed.tmall.listings/1/310" in relisted
-    contradicted = dom[dom.index('id="contradicted"') :]
+    contradicted = dom[dom.index('id="contradicted"') : dom.index('id="sampling"')]
     assert "t-jd-0002" in contradicted and "but the listing feed showed it ACTIVE" in contradicted
+    sampling = dom[dom.index('id="sampling"') : dom.index('id="leads"')]
+    assert sampling.index("key-sr-a") < sampling.index("key-sr-b")  # 12.5 over 7.75
+    assert "12.50" in sampling and "3.50" not in sampling and "jd:cmp-sr-b" in sampling
+    leads = dom[dom.index('id="leads"') : dom.index('id="credit"')]
+    assert "seller-lead" in leads and "jd:cmp-lead-3" in leads
+    listed = dom[dom.index('id="credit"') :]
+    assert "ENT-ON" in listed and "pen-ENT-ON" in listed and "listing-live" in listed
+    assert "ENT-GONE" not in listed and "listing-of-removed" not in listed
+    assert "listing-withdrawn" not in listed and "listing-delisted" not in listed
+    assert "李四" not in dom and "13900139000" not in dom and "鼓包" not in dom
 
     browser.screenshot(index, tmp_path / "compliance.png")
     assert browser.trap.requests == [], browser.trap.requests
