@@ -826,7 +826,12 @@ def report_compliance(
     from connectors.topics import TopicNames
     from omm.config import load_enforcement, load_platforms, resolved_topics
     from omm.reports.compliance import render_compliance, total_scorecards
-    from omm.reports.intel import IntelSources
+    from omm.reports.intel import (
+        IntelSources,
+        latest_leads,
+        latest_recommendations,
+        listed_enterprises,
+    )
     from omm.reports.page import percent, write_page
 
     topics = TopicNames(prefix)
@@ -892,6 +897,14 @@ def report_compliance(
             percent(s.kpi2_relistings_removed),
         )
     console.print(kpis)
+    listed = listed_enterprises(credit.values(), flags)
+    console.print(
+        f"intel: {len(latest_recommendations(sampling.values()))} sampling recommendation(s), "
+        f"{len(latest_leads(leads.values()))} case lead(s), {len(listed)} enterprise(s) on "
+        f"the serious-violation list with {sum(len(x.listings) for x in listed)} live "
+        "listing(s)",
+        soft_wrap=True,
+    )
     console.print(f"report: {index}")
 
 

@@ -9,6 +9,8 @@ pure function from decoded records to a string, so it is tested without Kafka.
   the SVG charts;
 - :mod:`~omm.reports.compliance`: ``omm report compliance`` (scorecards and
   compliance status of every task);
+- :mod:`~omm.reports.intel`: the compliance page's intelligence sections (targeted
+  sampling, case leads, the serious-violation list with live listings);
 - :mod:`~omm.reports.feeds`: ``omm report feeds`` (the latest health of every
   platform feed, failing feeds first, with the Great Expectations pages beside it).
 """

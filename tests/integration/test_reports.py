@@ -469,6 +469,10 @@ def test_compliance_report_renders_in_chromium_without_a_network_request(
 
     assert result.exit_code == 0, result.output
     assert "87.5%" in result.output and "87.2%" in result.output  # the KPI table
+    assert (
+        "intel: 2 sampling recommendation(s), 1 case lead(s), 1 enterprise(s) on the "
+        "serious-violation list with 1 live listing(s)"
+    ) in result.output
     index = out / "index.html"
     assert str(index) in result.output.replace("\n", "")
     html = index.read_text(encoding="utf-8")
