@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,7 +173,6 @@ class _ReadPartitionFn(beam.DoFn):
         max_records_per_poll: int,
         poll_timeout_ms: int,
         clock: Clock | None = None,
-        starts: Mapping[tuple[str, int], int] | None = None,
         commit_group: str | None = None,
     ) -> None:
         self._clock = clock
@@ -181,8 +180,6 @@ class _ReadPartitionFn(beam.DoFn):
         self._commit_group = commit_group
         self._committer: Any = None
         self._bundle_read: dict[tuple[str, int], int] = {}
-        # where each partition's read starts: the fetcher joins them all at setup
-        self._starts = dict(starts or {})
         self._bootstrap = kafka.bootstrap
         self._security = kafka.security
         self._read_id = read_id
@@ -209,9 +206,6 @@ class _ReadPartitionFn(beam.DoFn):
             security=self._security,
             policy=self._policy,
         )
-        # warm before the first record: every partition assigned and fetching, so the
-        # first records read are as quick as later ones
-        self._fetcher.assign_all(self._starts)
         if self._commit_group is not None:
             self._committer = delivery.connect(
                 lambda: kafka_client.admin(self._bootstrap, self._security, self._policy),
@@ -514,7 +508,6 @@ class ReadFromKafka(beam.PTransform):
                     self._max_records,
                     self._poll_timeout_ms,
                     self._clock,
-                    {(s.topic, s.partition): s.start_offset for s in seeds if s.topic != CLOCK},
                     self._group_id if self._finalizes(pbegin) else None,
                 )
             )

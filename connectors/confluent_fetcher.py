@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Mapping
 from typing import Any
 
 from connectors import delivery
@@ -72,8 +71,6 @@ class ConfluentPartitionFetcher:
         self._buffers: dict[tuple[str, int], deque[KafkaRecord]] = {}
         # next offset the consumer will fetch for each assigned partition
         self._fetch_pos: dict[tuple[str, int], int] = {}
-        # assigned ahead of their first take (assign_all) and paused once records came
-        self._not_taken: set[tuple[str, int]] = set()
         self._alive_at = time.monotonic()
         self._probed_at = 0.0
 
@@ -86,23 +83,6 @@ class ConfluentPartitionFetcher:
         self._fetch_pos[tp] = offset
         self._buffers[tp] = deque()
         self._consumer.incremental_assign([TopicPartition(tp[0], tp[1], offset)])
-
-    def assign_all(self, starts: Mapping[tuple[str, int], int]) -> None:
-        """Assign every partition of a read at once, each at its start offset, so fetches
-        begin before the first reader asks (as :meth:`PartitionFetcher.assign_all`);
-        a partition not taken yet is paused once records came for it."""
-        from confluent_kafka import TopicPartition
-
-        new = {tp: offset for tp, offset in starts.items() if tp not in self._fetch_pos}
-        if not new:
-            return
-        for tp, offset in new.items():
-            self._fetch_pos[tp] = offset
-            self._buffers[tp] = deque()
-        self._not_taken |= set(new)
-        self._consumer.incremental_assign(
-            [TopicPartition(t, p, offset) for (t, p), offset in new.items()]
-        )
 
     def _rewind(self, tp: tuple[str, int], offset: int) -> None:
         from confluent_kafka import TopicPartition
@@ -118,11 +98,6 @@ class ConfluentPartitionFetcher:
         tp = (topic, partition)
         if tp not in self._fetch_pos:
             self._assign(tp, offset)
-        elif tp in self._not_taken:
-            from confluent_kafka import TopicPartition
-
-            self._not_taken.discard(tp)
-            self._consumer.resume([TopicPartition(topic, partition)])
         buffer = self._buffers[tp]
         expected_next = buffer[0].offset if buffer else self._fetch_pos[tp]
         if expected_next != offset:
@@ -207,10 +182,6 @@ class ConfluentPartitionFetcher:
             )
             self._fetch_pos[tp] = offset + 1
             got = True
-            if tp in self._not_taken:
-                from confluent_kafka import TopicPartition
-
-                self._consumer.pause([TopicPartition(tp[0], tp[1])])
         if got:
             self._alive_at = time.monotonic()
         return got

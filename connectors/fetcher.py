@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Mapping
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -53,9 +52,6 @@ class PartitionFetcher:
         self._buffers: dict[TopicPartition, deque[KafkaRecord]] = {}
         # next offset the consumer will fetch for each assigned partition
         self._fetch_pos: dict[TopicPartition, int] = {}
-        # assigned ahead of their first take (assign_all) and paused once records came:
-        # another instance of the reader may be the one that reads them
-        self._not_taken: set[TopicPartition] = set()
         # when records last arrived or the broker last answered a probe
         self._alive_at = time.monotonic()
         self._probed_at = 0.0
@@ -73,31 +69,6 @@ class PartitionFetcher:
         for other, pos in self._fetch_pos.items():
             self._consumer.seek(other, pos)
 
-    def assign_all(self, starts: Mapping[tuple[str, int], int]) -> None:
-        """Assign every partition of a read at once, each at its start offset.
-
-        One assignment instead of one per partition: each assign() re-seeks every
-        partition already assigned, so a hundred partitions joined one by one took
-        seconds before the first of them was fetched. Fetches for all of them begin
-        before any reader asks. Records arriving for a partition not taken yet are
-        kept and the partition paused, so a partition another instance reads holds
-        at most one fetch here.
-        """
-        new = {
-            TopicPartition(t, p): offset
-            for (t, p), offset in starts.items()
-            if TopicPartition(t, p) not in self._fetch_pos
-        }
-        if not new:
-            return
-        for tp, offset in new.items():
-            self._fetch_pos[tp] = offset
-            self._buffers[tp] = deque()
-        self._not_taken |= set(new)
-        self._consumer.assign(list(self._fetch_pos))
-        for tp, pos in self._fetch_pos.items():
-            self._consumer.seek(tp, pos)
-
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
         self._buffers[tp].clear()
         self._fetch_pos[tp] = offset
@@ -110,9 +81,6 @@ class PartitionFetcher:
         tp = TopicPartition(topic, partition)
         if tp not in self._fetch_pos:
             self._assign(tp, offset)
-        elif tp in self._not_taken:
-            self._not_taken.discard(tp)
-            self._consumer.resume(tp)
         buffer = self._buffers[tp]
         expected_next = buffer[0].offset if buffer else self._fetch_pos[tp]
         if expected_next != offset:
@@ -200,8 +168,6 @@ class PartitionFetcher:
                 for r in records
             )
             self._fetch_pos[tp] = records[-1].offset + 1
-            if tp in self._not_taken:
-                self._consumer.pause(tp)
         if any(polled.values()):
             self._alive_at = time.monotonic()
             return True
