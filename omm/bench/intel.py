@@ -43,7 +43,8 @@ from schemas.registry import SchemaRegistry
 
 # the market's shape: products and sellers complained about, listings per seller
 PRODUCTS = 2_000
-SELLERS_PER_PLATFORM = 300
+# sellers on each platform: one per 30 complaints, within these bounds
+SELLERS_PER_PLATFORM = (3, 300)
 LISTINGS_PER_SELLER = 3
 DAYS = 60
 ENTERPRISES = 120
@@ -99,15 +100,21 @@ def listing_id(platform: str, s: int, k: int) -> str:
     return f"{platform}-S{s:03d}L{k}"
 
 
+def sellers_per_platform(n: int) -> int:
+    low, high = SELLERS_PER_PLATFORM
+    return max(low, min(high, n // 30))
+
+
 def intel_records(n: int, end: datetime, platforms: list[str], seed: int = 12) -> IntelRecords:
     """``n`` complaints over the ``DAYS`` days before ``end`` and what they name; the same
     seed and ``end`` give the same records."""
     rng = random.Random(seed)
+    sellers_n = sellers_per_platform(n)
     gen = FeedGenerator(seed=seed, now=end)
     start = end - timedelta(days=DAYS)
     out = IntelRecords()
     for platform in platforms:
-        for s in range(SELLERS_PER_PLATFORM):
+        for s in range(sellers_n):
             for k in range(LISTINGS_PER_SELLER):
                 p = rng.randrange(PRODUCTS)
                 brand, model = product_identity(p)
@@ -127,9 +134,9 @@ def intel_records(n: int, end: datetime, platforms: list[str], seed: int = 12) -
                     }
                 )
     product_weights = _zipf(PRODUCTS)
-    seller_weights = _zipf(SELLERS_PER_PLATFORM)
+    seller_weights = _zipf(sellers_n)
     products = rng.choices(range(PRODUCTS), weights=product_weights, k=n)
-    sellers = rng.choices(range(SELLERS_PER_PLATFORM), weights=seller_weights, k=n)
+    sellers = rng.choices(range(sellers_n), weights=seller_weights, k=n)
     for i in range(n):
         platform = platforms[i % len(platforms)]
         s = sellers[i]
@@ -181,7 +188,7 @@ def intel_records(n: int, end: datetime, platforms: list[str], seed: int = 12) -
                 "enterprise_id": f"91310000BENCH{e:05d}",
                 "enterprise_name": f"Bench Enterprise {e} Co.",
                 "platform": platform,
-                "seller_id": seller_id(platform, e % SELLERS_PER_PLATFORM),
+                "seller_id": seller_id(platform, e % sellers_n),
                 "ground": "PRODUCT_SAFETY" if j % 4 else "FALSE_ADVERTISING",
                 "legal_basis": "Product Quality Law Art. 49",
                 "decision_no": f"D-{j:05d}",
@@ -228,6 +235,13 @@ class IntelBench:
 
     def namespace(self, tag: str) -> TopicNames:
         topics = TopicNames(prefix=f"bench{int(time.time())}{tag}.")
+        # the inputs as ingest leaves them (producer time); the outputs stamped by the broker
+        inputs = {topics.valid(e).removeprefix(topics.prefix) for e in ENTITIES}
+        kafka_client.create_topics(
+            self.bootstrap,
+            [t for t in resolved_topics() if t.name in inputs],
+            prefix=topics.prefix,
+        )
         kafka_client.create_topics(
             self.bootstrap, resolved_topics(), prefix=topics.prefix, extra_config=APPEND_TIME
         )
