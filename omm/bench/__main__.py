@@ -17,6 +17,7 @@ from connectors.producers import CLIENTS
 from omm.bench.comply import bench_comply
 from omm.bench.enforce import bench_enforce, growth_table
 from omm.bench.ingest import bench_ingest
+from omm.bench.intel import bench_intel
 from omm.bench.limits import start_broker
 from omm.bench.runners import load_average, runner
 from omm.client_logs import quiet_slow_task_warnings
@@ -49,7 +50,7 @@ def main() -> None:
         "--runner",
         type=_runners,
         default=["fnapi"],
-        help="Beam runners for enforce and comply, comma-separated: fnapi, prism",
+        help="Beam runners for enforce, comply and intel, comma-separated: fnapi, prism",
     )
     parser.add_argument(
         "--prism-location", default=None, help="Prism binary (default: $OMM_PRISM, then the cache)"
@@ -80,7 +81,13 @@ def main() -> None:
         default=list(CLIENTS),
         help="Kafka client(s) ingest writes with, each measured in turn (OMM_KAFKA_CLIENT)",
     )
-    parser.add_argument("--only", choices=["ingest", "enforce", "comply"], default=None)
+    parser.add_argument(
+        "--complaints",
+        type=int,
+        default=100_000,
+        help="complaints for intel (with listings, penalties and inspections beside them)",
+    )
+    parser.add_argument("--only", choices=["ingest", "enforce", "comply", "intel"], default=None)
     args = parser.parse_args()
     quiet_slow_task_warnings()
     # wide enough for the side-by-side columns and the growth table when the output is a
@@ -109,6 +116,9 @@ def main() -> None:
     if args.only in (None, "comply"):
         for r in runners:
             bench_comply(bootstrap, args.open_tasks, args.deciding, console, r)
+    if args.only in (None, "intel"):
+        for r in runners:
+            bench_intel(bootstrap, args.complaints, console, r)
 
 
 if __name__ == "__main__":
