@@ -108,6 +108,8 @@ class PartitionFetcher:
         flight. Unknown (no fetch answered yet) counts as not caught up.
         """
         tp = TopicPartition(topic, partition)
+        if tp not in self._fetch_pos:
+            return False  # not read here yet: its first take assigns it
         end = self._consumer.highwater(tp)
         if end is None:
             # no fetch answered since (re)assignment: ask a consumer with nothing in flight
