@@ -27,6 +27,7 @@ from pipelines.enforce import EnforceJob
 from pipelines.ingest import IngestJob
 from pipelines.intel import IntelJob
 from pipelines.rules.compliance import ComplianceConfig
+from pipelines.rules.intel import CompensationFirst
 
 
 def kafka_connection(bootstrap: str, settings: Settings | None = None) -> KafkaConnection:
@@ -114,7 +115,8 @@ def comply_job(
     settings: Settings | None = None,
 ) -> ComplyJob:
     """The comply job for the tasks of ``platforms`` (default: every registered platform):
-    enforcement's calendar and delisting period, compliance.yaml's clock."""
+    enforcement's calendar and delisting period, compliance.yaml's clock, and what makes
+    a complaint a compensation-first claim (intel.yaml, the platform registry)."""
     enforcement = load_enforcement(config_dir)
     clock = load_compliance(config_dir)
     return ComplyJob(
@@ -123,6 +125,7 @@ def comply_job(
         platforms=tuple(platforms if platforms is not None else load_platforms(config_dir).ids),
         config=ComplianceConfig(enforcement.calendar, enforcement.delist_working_days),
         clock=Clock(every_s=tick_seconds or clock.tick_seconds, shards=clock.shards),
+        claims=CompensationFirst.of(load_intel(config_dir), load_platforms(config_dir)),
         idle_timeout_s=idle_timeout_s,
         start=start,
     )

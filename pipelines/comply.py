@@ -1,30 +1,39 @@
-"""Comply: did each platform take the listing down in time? Tasks + evidence -> statuses.
+"""Comply: did each platform do what it was told in time? Tasks + evidence -> statuses.
 
   ReadEvidence -> DecodeEvidence -> TrackCompliance -+-> statuses -> ToStatusRecords -> WriteStatus
   (+ clock ticks)                  (per shard of     +-> outcomes -> Scorecards -> WriteScorecards
                                     listings)                        (per platform)
 
-One reader brings the delisting tasks (omm.tasks.<platform>), the listing feed
+One reader brings the tasks (omm.tasks.<platform>), the listing feed
 (omm.valid.listings), the platforms' takedown notices (omm.valid.takedowns), the
-regulator's decisions on disputes (omm.review.decisions) and the clock
-(``connectors.beam_io.Clock``). Everything about one listing meets in one
-place: its evidence (:class:`pipelines.rules.compliance.ListingEvidence`)
-lives in the shard of its (platform, listing_id), in an ordered-list state
-used as a map, and the shard also keeps an index of the listings' next
-deadlines by time. A clock tick reads the index up to now, so an OVERDUE is
-published within a tick of its deadline even when nothing else arrives, and
-never before it (the rules check the time, not the tick). Statuses are a
+regulator's decisions on disputes (omm.review.decisions), the complaints
+(omm.valid.complaints) and the clock (``connectors.beam_io.Clock``). Two kinds of task
+are tracked, each on its subject:
+
+- a DELIST task on its listing: everything about one listing meets in one place, its
+  evidence (:class:`pipelines.rules.compliance.ListingEvidence`);
+- a COMPENSATION_FIRST task (issued by intel) on its claim: the task and the complaint
+  it names (``complaint_id``) meet in :class:`pipelines.rules.intel.ClaimEvidence`, and
+  the claim ending (RESOLVED or CLOSED) completes it. Only complaints that can become
+  such a claim (a bound platform, a claim's issue type: config/intel.yaml) are kept.
+
+A subject's evidence lives in the shard of its key, in an ordered-list state used as a
+map, and the shard also keeps an index of its subjects' next deadlines by time. A clock
+tick reads the index up to now, so an OVERDUE is published within a tick of its deadline
+even when nothing else arrives, and never before it (the rules check the time, not the
+tick). Statuses are a
 function of the evidence, not of its arrival order: a replay ends the same.
 
-Scorecards are kept per platform from each task's latest outcome and published
+Scorecards are kept per platform from each DELIST task's latest outcome (they measure
+takedowns; compensation-first statuses are on the status topics) and published
 on the clock's ticks (a bounded run ticks once more at its end), so a burst of
 status changes costs one recomputation per tick, not one per change.
 
 Every record read is accounted for: in = tracked + untracked (e.g. REMEDIATION
-tasks, which have no listing; decisions on match reviews, which are enforce's)
-+ dead letters. Like enforce, state lives in the runner: on the FnApiRunner
-every run rebuilds it from the earliest offsets and re-publishes identical
-statuses (keyed by task_id).
+and FLAG tasks, which ask nothing comply can check; decisions on match reviews, which
+are enforce's; complaints that cannot become a compensation-first claim) + dead letters.
+Like enforce, state lives in the runner: on the FnApiRunner every run rebuilds it from
+the earliest offsets and re-publishes identical statuses (keyed by task_id).
 """
 
 from __future__ import annotations
@@ -54,6 +63,8 @@ from connectors.records import ClockTick, KafkaRecord, OutboundMessage
 from connectors.topics import TopicNames
 from pipelines.dead_letters import DeadLetter, ToDeadLetters, decode_or_dead_letter
 from pipelines.rules.compliance import (
+    COMPENSATION_FIRST,
+    DELIST,
     ComplianceConfig,
     Decision,
     ListingEvidence,
@@ -65,13 +76,15 @@ from pipelines.rules.compliance import (
     TaskOutcome,
     scorecards,
 )
+from pipelines.rules.intel import ClaimEvidence, CompensationFirst, ComplaintFact, complaint_fact
 from pipelines.running import account, run
 from schemas.registry import SchemaRegistry
 
 STAGE = "comply"
 CONNECTOR = "omm-comply"
 DEAD, OUTCOMES = "dead_letter", "outcomes"
-Evidence = TaskFact | Observation | Notice | Decision
+Evidence = TaskFact | Observation | Notice | Decision | ComplaintFact
+SubjectEvidence = ListingEvidence | ClaimEvidence
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,9 @@ class ComplyJob:
     config: ComplianceConfig
     # how often the clock ticks, and how many shards keep listings (config/compliance.yaml)
     clock: Clock
+    # which complaints are compensation-first claims and what ends one (config/intel.yaml,
+    # config/platforms.yaml)
+    claims: CompensationFirst
     idle_timeout_s: float | None = None
     start: str = "earliest"  # state is rebuilt on this runner (see the module docstring)
 
@@ -93,11 +109,19 @@ class ComplyJob:
         return f"{self.topics.prefix}omm.comply"
 
 
-class ListingItem(NamedTuple):
-    """One piece of evidence about one listing, routed to the listing's shard."""
+class Item(NamedTuple):
+    """One piece of evidence about one subject, routed to the subject's shard."""
 
-    listing: str  # "<platform>|<listing_id>"
+    subject: str  # "<platform>|<listing_id>", or "claim|<complaint key>"
     evidence: Evidence
+
+
+def _listing(r: dict[str, Any]) -> str:
+    return f"{r['platform']}|{r['listing_id']}"
+
+
+def _claim(complaint_key: str) -> str:
+    return f"claim|{complaint_key}"
 
 
 class PlatformTick(NamedTuple):
@@ -108,8 +132,8 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
-def shard_of(listing: str, shards: int) -> int:
-    return _digest(listing) % shards
+def shard_of(subject: str, shards: int) -> int:
+    return _digest(subject) % shards
 
 
 # room in a slot for versions of its entries (see _ShardState)
@@ -117,11 +141,11 @@ _VERSIONS = 1 << 16
 LISTINGS_LIST, DEADLINES_LIST = "listings", "deadlines"
 
 
-def _slot(listing: str) -> Timestamp:
-    # a listing's place in its shard's ordered list (used as a map): 40 bits of its
+def _slot(subject: str) -> Timestamp:
+    # a subject's place in its shard's ordered list (used as a map): 40 bits of its
     # digest, times room for versions, within the ordered list's range; equal slots
     # (rare) share the entry list
-    return Timestamp(micros=(_digest("slot|" + listing) >> 24) * _VERSIONS)
+    return Timestamp(micros=(_digest("slot|" + subject) >> 24) * _VERSIONS)
 
 
 def _ms(value: Any) -> int:
@@ -144,7 +168,9 @@ class _DecodeEvidenceFn(beam.DoFn):
             job.topics.valid("listing"): "listing",
             job.topics.valid("takedown"): "takedown",
             job.topics.decisions: "review_decision",
+            job.topics.valid("complaint"): "complaint",
         }
+        self._claims = job.claims
 
     def setup(self) -> None:
         self._registry = SchemaRegistry.load()
@@ -165,36 +191,32 @@ class _DecodeEvidenceFn(beam.DoFn):
             self._dead.inc()
             yield pvalue.TaggedOutput(DEAD, record)
             return
-        item = _evidence(entity, record, rec)
+        item = _evidence(entity, record, rec, self._claims)
         if item is None:
             self._untracked.inc()
             return
         self._tracked.inc()
-        yield shard_of(item.listing, self._shards), item
+        yield shard_of(item.subject, self._shards), item
 
 
-def _evidence(entity: str, r: dict[str, Any], rec: KafkaRecord) -> ListingItem | None:
+def _evidence(
+    entity: str, r: dict[str, Any], rec: KafkaRecord, claims: CompensationFirst
+) -> Item | None:
     """The evidence a record is, or None when comply does not track it."""
     if entity == "task":
-        if r["kind"] != "DELIST" or not r.get("listing_id"):
+        # the withdrawal record's own time dates a withdrawal: the same on every replay
+        task = TaskFact.of(r, rec.position, rec.timestamp_ms)
+        if task.kind == COMPENSATION_FIRST and task.complaint_id:
+            return Item(_claim(task.complaint_id), task)
+        if task.kind != DELIST or not task.listing_id:
             return None  # remediation has no listing to watch: see the module docstring
-        withdrawn = r["state"] == "WITHDRAWN"
-        fact = TaskFact(
-            task_id=r["task_id"],
-            platform=r["platform"],
-            listing_id=r["listing_id"],
-            issued_ms=_ms(r["issued_at"]),
-            deadline_ms=_ms(r["deadline_at"]),
-            ref=rec.position,
-            # the withdrawal record's own time: the same on every replay
-            withdrawn_ms=rec.timestamp_ms if withdrawn else None,
-            withdrawn_ref=rec.position if withdrawn else None,
-            withdrawn_reason=r["reason"] if withdrawn else None,
-        )
-        return ListingItem(f"{r['platform']}|{r['listing_id']}", fact)
+        return Item(_listing(r), task)
+    if entity == "complaint":
+        complaint = complaint_fact(r, rec.position)
+        return Item(_claim(complaint.key), complaint) if claims.applies(complaint) else None
     if entity == "listing":
         obs = Observation(_ms(r["observed_at"]), r["status"] == "ACTIVE", rec.position)
-        return ListingItem(f"{r['platform']}|{r['listing_id']}", obs)
+        return Item(_listing(r), obs)
     if entity == "takedown":
         notice = Notice(
             notice_id=r["notice_id"],
@@ -204,7 +226,7 @@ def _evidence(entity: str, r: dict[str, Any], rec: KafkaRecord) -> ListingItem |
             reason=r["reason"],
             ref=rec.position,
         )
-        return ListingItem(f"{r['platform']}|{r['listing_id']}", notice)
+        return Item(_listing(r), notice)
     # review_decision: disputes are comply's; match reviews are enforce's
     if r["decision"] not in ("UPHOLD", "WITHDRAW") or not r.get("task_id"):
         return None
@@ -216,7 +238,7 @@ def _evidence(entity: str, r: dict[str, Any], rec: KafkaRecord) -> ListingItem |
         reason=r["reason"],
         ref=rec.position,
     )
-    return ListingItem(f"{r['platform']}|{r['listing_id']}", decision)
+    return Item(_listing(r), decision)
 
 
 # ------------------------------------------------------------------ track
@@ -260,7 +282,8 @@ class _ShardState:
 
 
 class _TrackComplianceFn(beam.DoFn):
-    """Per shard: each listing's evidence, and the index of their next deadlines."""
+    """Per shard: each subject's evidence (a listing's or a claim's), and the index of
+    their next deadlines."""
 
     LISTINGS = OrderedListStateSpec("listings", PickleCoder())
     DEADLINES = OrderedListStateSpec("deadlines", PickleCoder())
@@ -270,6 +293,7 @@ class _TrackComplianceFn(beam.DoFn):
 
     def __init__(self, job: ComplyJob):
         self._cfg = job.config
+        self._claims = job.claims
         self._shards = job.clock.shards
         self._platforms = job.platforms
 
@@ -282,7 +306,7 @@ class _TrackComplianceFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[int, ListingItem | ClockTick],
+        element: tuple[int, Item | ClockTick],
         listings: Any = beam.DoFn.StateParam(LISTINGS),
         deadlines: Any = beam.DoFn.StateParam(DEADLINES),
         written: Any = beam.DoFn.StateParam(WRITTEN),
@@ -295,9 +319,9 @@ class _TrackComplianceFn(beam.DoFn):
         if isinstance(item, ClockTick):
             yield from self._tick(item.now_ms, state)
             return
-        slot = _slot(item.listing)
+        slot = _slot(item.subject)
         entries, newest = self._read(state, slot)
-        ev, scheduled = entries.get(item.listing, (ListingEvidence(), None))
+        ev, scheduled = entries.get(item.subject, (_new(item.subject), None))
         _add(ev, item.evidence)
         if state.fired > MIN_TIMESTAMP.micros:
             # Evidence read after a tick is judged at that tick's time: a runner that
@@ -306,8 +330,8 @@ class _TrackComplianceFn(beam.DoFn):
             # wait for a tick that never comes. Statuses carry event times, not this.
             ev.advance_clock(state.fired // 1000 - 1)
         yield from self._publish(ev)
-        entries[item.listing] = (ev, self._schedule(item.listing, ev, scheduled, state))
-        self._write(state, slot, entries, item.listing, newest)
+        entries[item.subject] = (ev, self._schedule(item.subject, ev, scheduled, state))
+        self._write(state, slot, entries, item.subject, newest)
 
     def _tick(self, now_ms: int, state: _ShardState) -> Iterator[Any]:
         # Every shard's tick reaches every platform's scorecard: a platform's outcomes come
@@ -319,51 +343,59 @@ class _TrackComplianceFn(beam.DoFn):
         if upto <= state.fired:
             return
         read = state.deadlines.read_range(Timestamp(micros=state.fired), Timestamp(micros=upto))
-        due = {listing for _, listing in read}
+        due = {subject for _, subject in read}
         state.fire_upto(upto)
         if not due:
             return
         if state.may_clear(DEADLINES_LIST):
             state.deadlines.clear_range(MIN_TIMESTAMP, Timestamp(micros=upto))
-        for listing in sorted(due):
-            slot = _slot(listing)
+        for subject in sorted(due):
+            slot = _slot(subject)
             entries, newest = self._read(state, slot)
-            if listing not in entries:
+            if subject not in entries:
                 continue
-            ev, _ = entries[listing]
+            ev, _ = entries[subject]
             ev.advance_clock(now_ms)
             self._overdue.inc()
             yield from self._publish(ev)
-            entries[listing] = (ev, self._schedule(listing, ev, None, state))
-            self._write(state, slot, entries, listing, newest)
+            entries[subject] = (ev, self._schedule(subject, ev, None, state))
+            self._write(state, slot, entries, subject, newest)
 
-    def _publish(self, ev: ListingEvidence) -> Iterator[Any]:
-        for status in ev.changes(self._cfg):
+    def _publish(self, ev: SubjectEvidence) -> Iterator[Any]:
+        if isinstance(ev, ClaimEvidence):
+            changes = ev.changes(self._claims)
+        else:
+            changes = ev.changes(self._cfg)
+        for status in changes:
             self._statuses.inc()
             yield status
-            yield pvalue.TaggedOutput(
-                OUTCOMES, (status.platform, TaskOutcome.of(status, self._cfg.calendar))
-            )
+            if status.task_kind == DELIST:  # scorecards measure takedowns
+                yield pvalue.TaggedOutput(
+                    OUTCOMES, (status.platform, TaskOutcome.of(status, self._cfg.calendar))
+                )
 
     def _schedule(
-        self, listing: str, ev: ListingEvidence, scheduled: int | None, state: _ShardState
+        self, subject: str, ev: SubjectEvidence, scheduled: int | None, state: _ShardState
     ) -> int | None:
-        """Put the listing's next deadline in the index, unless it is there already (one
+        """Put the subject's next deadline in the index, unless it is there already (one
         already passed goes where the next tick reads: it is due then)."""
-        nxt = ev.next_deadline(self._cfg)
+        if isinstance(ev, ClaimEvidence):
+            nxt = ev.next_deadline(self._claims)
+        else:
+            nxt = ev.next_deadline(self._cfg)
         if nxt is not None and nxt != scheduled:
             at = max(nxt * 1000, state.fired)
-            state.deadlines.add((Timestamp(micros=at), listing))
+            state.deadlines.add((Timestamp(micros=at), subject))
             state.wrote(DEADLINES_LIST)
         return nxt
 
     @staticmethod
     def _read(
         state: _ShardState, slot: Timestamp
-    ) -> tuple[dict[str, tuple[ListingEvidence, int | None]], int | None]:
+    ) -> tuple[dict[str, tuple[SubjectEvidence, int | None]], int | None]:
         """The slot's entries (the newest version of each) and the newest version's place."""
         upto = Timestamp(micros=slot.micros + _VERSIONS)
-        entries: dict[str, tuple[ListingEvidence, int | None]] = {}
+        entries: dict[str, tuple[SubjectEvidence, int | None]] = {}
         newest: int | None = None
         for at, (listing, value) in state.listings.read_range(slot, upto):
             entries[listing] = value  # read in order: a later version replaces an earlier
@@ -374,7 +406,7 @@ class _TrackComplianceFn(beam.DoFn):
     def _write(
         state: _ShardState,
         slot: Timestamp,
-        entries: dict[str, tuple[ListingEvidence, int | None]],
+        entries: dict[str, tuple[SubjectEvidence, int | None]],
         changed: str,
         newest: int | None,
     ) -> None:
@@ -391,14 +423,21 @@ class _TrackComplianceFn(beam.DoFn):
         state.wrote(LISTINGS_LIST)
 
 
-def _add(ev: ListingEvidence, item: Evidence) -> None:
+def _new(subject: str) -> SubjectEvidence:
+    return ClaimEvidence() if subject.startswith("claim|") else ListingEvidence()
+
+
+def _add(ev: SubjectEvidence, item: Evidence) -> None:
     if isinstance(item, TaskFact):
         ev.add_task(item)
+    elif isinstance(ev, ClaimEvidence):
+        if isinstance(item, ComplaintFact):
+            ev.add_complaint(item)
     elif isinstance(item, Observation):
         ev.add_observation(item)
     elif isinstance(item, Notice):
         ev.add_notice(item)
-    else:
+    elif isinstance(item, Decision):
         ev.add_decision(item)
 
 
@@ -498,7 +537,7 @@ def scorecard_record(card: Scorecard, computed_at: datetime, timezone: str) -> d
 
 
 def status_record(s: Status) -> dict[str, Any]:
-    """The Avro record (compliance_status v2) of a status."""
+    """The Avro record (compliance_status v3) of a status."""
 
     def at(ms: int | None) -> datetime | None:
         return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
@@ -506,7 +545,7 @@ def status_record(s: Status) -> dict[str, Any]:
     return {
         "task_id": s.task_id,
         "platform": s.platform,
-        "listing_id": s.listing_id,
+        "listing_id": s.listing_id or None,
         "status": s.status,
         "deadline_at": at(s.deadline_ms),
         "changed_at": at(s.evidence_ms),
@@ -521,6 +560,8 @@ def status_record(s: Status) -> dict[str, Any]:
         "relisted_removed": s.relisted_removed,
         "first_outcome": s.first_outcome,
         "note": s.note,
+        "task_kind": s.task_kind,
+        "complaint_id": s.complaint_id,
     }
 
 
@@ -555,7 +596,8 @@ class Comply(beam.PTransform):
         records = pbegin | "ReadEvidence" >> ReadFromKafka(
             job.kafka,
             [topics.tasks(p) for p in job.platforms]
-            + [topics.valid("listing"), topics.valid("takedown"), topics.decisions],
+            + [topics.valid("listing"), topics.valid("takedown"), topics.decisions]
+            + [topics.valid("complaint")],
             group_id=job.group_id,
             start=job.start,
             idle_timeout_s=job.idle_timeout_s,

@@ -185,7 +185,8 @@ class ComplyBench:
         from pipelines.comply import _add, _evidence, _slot
         from pipelines.rules.compliance import ListingEvidence, TaskOutcome
 
-        cfg = comply_job(self.bootstrap, TopicNames(), platforms=[PLATFORM]).config
+        job = comply_job(self.bootstrap, TopicNames(), platforms=[PLATFORM])
+        cfg = job.config
         coder = PickleCoder()
         far = self.now + timedelta(days=30)
         sample = 1000
@@ -194,16 +195,16 @@ class ComplyBench:
         for i in range(sample):
             record = self.task(i, far)
             rec = KafkaRecord("t", 0, i, b"", b"", (), 0)
-            item = _evidence("task", record, rec)
+            item = _evidence("task", record, rec, job.claims)
             assert item is not None
             ev = ListingEvidence()
             _add(ev, item.evidence)
             for status in ev.changes(cfg):
                 outcomes[status.task_id] = TaskOutcome.of(status, cfg.calendar)
             nxt = ev.next_deadline(cfg)
-            slot = _slot(item.listing)
-            entries += len(coder.encode((slot, (item.listing, (ev, nxt)))))
-            entries += len(coder.encode((Timestamp(micros=(nxt or 0) * 1000), item.listing)))
+            slot = _slot(item.subject)
+            entries += len(coder.encode((slot, (item.subject, (ev, nxt)))))
+            entries += len(coder.encode((Timestamp(micros=(nxt or 0) * 1000), item.subject)))
         return (entries + len(coder.encode(outcomes))) / sample
 
     def latency_run(self, deciding: int) -> tuple[dict[str, list[float]], float]:

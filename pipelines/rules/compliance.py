@@ -35,7 +35,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from pipelines.rules.calendar import WorkingCalendar
@@ -54,6 +54,11 @@ TAKEDOWN_NOTICE = "TAKEDOWN_NOTICE"
 LISTING_FEED = "LISTING_FEED"
 DEADLINE = "DEADLINE"
 DECISION = "DECISION"
+COMPLAINT = "COMPLAINT"  # the complaint a COMPENSATION_FIRST task follows ended
+
+# task kinds comply tracks, as in the task contract
+DELIST = "DELIST"
+COMPENSATION_FIRST = "COMPENSATION_FIRST"
 
 _MS_PER_HOUR = 3_600_000
 
@@ -72,17 +77,62 @@ class ComplianceConfig:
 
 
 class TaskFact(NamedTuple):
-    """What comply keeps of a delisting task (omm.tasks.<platform>)."""
+    """What comply keeps of a task (omm.tasks.<platform>) it tracks."""
 
     task_id: str
     platform: str
-    listing_id: str
+    listing_id: str  # "" for a compensation-first task about a complaint that names none
     issued_ms: int
     deadline_ms: int
     ref: str  # topic/partition/offset of the task record
     withdrawn_ms: int | None = None
     withdrawn_ref: str | None = None
     withdrawn_reason: str | None = None
+    kind: str = DELIST
+    complaint_id: str | None = None  # the claim a COMPENSATION_FIRST task follows
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any], ref: str, record_ms: int) -> TaskFact:
+        """From a decoded task record; ``ref`` and ``record_ms``: where the record is and
+        its own time, which dates a withdrawal (the same on every replay)."""
+        withdrawn = record["state"] == "WITHDRAWN"
+        return cls(
+            task_id=record["task_id"],
+            platform=record["platform"],
+            listing_id=record.get("listing_id") or "",
+            issued_ms=_ms(record["issued_at"]),
+            deadline_ms=_ms(record["deadline_at"]),
+            ref=ref,
+            withdrawn_ms=record_ms if withdrawn else None,
+            withdrawn_ref=ref if withdrawn else None,
+            withdrawn_reason=record["reason"] if withdrawn else None,
+            kind=record["kind"],
+            complaint_id=record.get("complaint_id"),
+        )
+
+    def merged(self, known: TaskFact | None) -> TaskFact:
+        """This record of the task, merged with what was known of it: a task keeps its
+        first issue, and a withdrawal stands whatever order the records are read in."""
+        task = self
+        if known is not None and known.issued_ms < task.issued_ms:
+            # Enforce re-issues a task when its listing comes back on sale (same id, later
+            # issue): the task dates from its first issue, and the re-listing is read
+            # from the listing feed, with its own deadline (RELISTED).
+            task = task._replace(issued_ms=known.issued_ms, deadline_ms=known.deadline_ms)
+        if known is None:
+            return task
+        if task.withdrawn_ms is None:
+            # a replayed ISSUED record must not undo a withdrawal
+            return task._replace(
+                withdrawn_ms=known.withdrawn_ms,
+                withdrawn_ref=known.withdrawn_ref,
+                withdrawn_reason=known.withdrawn_reason,
+            )
+        return known._replace(
+            withdrawn_ms=task.withdrawn_ms,
+            withdrawn_ref=task.withdrawn_ref,
+            withdrawn_reason=task.withdrawn_reason,
+        )
 
 
 class Observation(NamedTuple):
@@ -134,6 +184,8 @@ class Status(NamedTuple):
     relisted_removed: bool = False
     first_outcome: str | None = None  # COMPLETED_ON_TIME | COMPLETED_LATE | OVERDUE, first decided
     note: str | None = None
+    task_kind: str = DELIST
+    complaint_id: str | None = None
 
 
 @dataclass
@@ -149,31 +201,7 @@ class ListingEvidence:
     published: dict[str, Status] = field(default_factory=dict)
 
     def add_task(self, task: TaskFact) -> None:
-        known = self.tasks.get(task.task_id)
-        if known is not None and known.issued_ms < task.issued_ms:
-            # Enforce re-issues a task when its listing comes back on sale (same id, later
-            # issue): the task dates from its first issue, and the re-listing is read
-            # from the listing feed, with its own deadline (RELISTED).
-            task = task._replace(issued_ms=known.issued_ms, deadline_ms=known.deadline_ms)
-        if task.withdrawn_ms is None:
-            # a replayed ISSUED record must not undo a withdrawal
-            self.tasks[task.task_id] = (
-                task._replace(
-                    withdrawn_ms=known.withdrawn_ms,
-                    withdrawn_ref=known.withdrawn_ref,
-                    withdrawn_reason=known.withdrawn_reason,
-                )
-                if known
-                else task
-            )
-        elif known is None:
-            self.tasks[task.task_id] = task
-        else:
-            self.tasks[task.task_id] = known._replace(
-                withdrawn_ms=task.withdrawn_ms,
-                withdrawn_ref=task.withdrawn_ref,
-                withdrawn_reason=task.withdrawn_reason,
-            )
+        self.tasks[task.task_id] = task.merged(self.tasks.get(task.task_id))
 
     def add_observation(self, obs: Observation) -> None:
         """Keep the observations sorted, and of each run of equal status only its first and
@@ -556,8 +584,8 @@ def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
+def _ms(at: datetime | int) -> int:
+    return at if isinstance(at, int) else int(at.timestamp() * 1000)
 
 
 def _iso(ms: int) -> str:

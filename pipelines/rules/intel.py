@@ -53,6 +53,19 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.rules.calendar import WorkingCalendar
+from pipelines.rules.compliance import (
+    COMPENSATION_FIRST,
+    COMPLAINT,
+    COMPLETED_LATE,
+    COMPLETED_ON_TIME,
+    DEADLINE,
+    ISSUED,
+    OVERDUE,
+    TASK,
+    WITHDRAWN,
+    Status,
+    TaskFact,
+)
 from pipelines.rules.credit import CreditConfig
 from pipelines.rules.enforcement import task_id
 from pipelines.rules.matching import MatchingConfig, normalise_text
@@ -70,7 +83,6 @@ ISSUE_TYPES = (
 )
 RETURN_REFUSED = "RETURN_REFUSED"
 HOTLINE = "HOTLINE_12315"
-COMPENSATION_FIRST = "COMPENSATION_FIRST"
 # a later version of a complaint is one further along (status), then resolved later
 _STATUS_RANK = {"OPEN": 0, "IN_PROGRESS": 1, "RESOLVED": 2, "CLOSED": 2}
 _DAY_MS = 86_400_000
@@ -221,7 +233,7 @@ class ComplaintFact(NamedTuple):
 def complaint_fact(
     record: Mapping[str, Any],
     evidence: str,
-    matching: MatchingConfig,
+    matching: MatchingConfig | None = None,
     category: str | None = None,
 ) -> ComplaintFact:
     """From a decoded (pseudonymised) Complaint record.
@@ -229,11 +241,12 @@ def complaint_fact(
     The product key is enforce's: canonical brand | normalised model; without a model,
     the one model code the product name holds, if exactly one (two would be a guess).
     ``category``: the goods' category, which the complaint does not carry; the intel
-    pipeline takes it from the listing the complaint names.
+    pipeline takes it from the listing the complaint names. Without ``matching`` (comply,
+    which follows claims, not products) there is no product key.
     """
     brand, model = record.get("brand"), record.get("model")
-    key = matching.product_key(brand, model)
-    if key is None and brand and not model and record.get("product_name"):
+    key = None if matching is None else matching.product_key(brand, model)
+    if matching and key is None and brand and not model and record.get("product_name"):
         tokens = matching.model_tokens_from_title(str(record["product_name"]))
         if len(tokens) == 1:
             key = matching.product_key(brand, tokens[0])
@@ -693,16 +706,6 @@ class CompensationFirst:
         return self.applies(c) and (ended is None or ended >= self.period_end_ms(c))
 
 
-class CompensationStatus(NamedTuple):
-    """A COMPENSATION_FIRST task's status, named as comply names delisting statuses."""
-
-    task_id: str
-    status: str  # ISSUED | COMPLETED_ON_TIME | COMPLETED_LATE | OVERDUE | WITHDRAWN
-    deadline_ms: int
-    evidence_ref: str
-    evidence_ms: int
-
-
 @dataclass
 class ClaimState:
     """Compensation-first state of one complaint (key: :attr:`ComplaintFact.key`)."""
@@ -750,27 +753,100 @@ class ClaimState:
             return None
         return rules.period_end_ms(self.complaint) + rules.lateness_ms
 
-    def status(self, clock_ms: int, rules: CompensationFirst) -> CompensationStatus | None:
-        """The task's status at ``clock_ms``: the claim ending (as configured) by the deadline
-        completes it on time, after it late; unresolved at the deadline it is OVERDUE."""
-        if self.task is None or self.complaint is None:
-            return None
-        t, c = self.task, self.complaint
-        deadline, issued = _ms(t["deadline_at"]), _ms(t["issued_at"])
-        base = CompensationStatus(t["task_id"], "ISSUED", deadline, t["evidence_ref"], issued)
-        if t["state"] == "WITHDRAWN":
-            return base._replace(status="WITHDRAWN")
-        ended = rules.ended_by(c)
-        if ended is not None:
-            status = "COMPLETED_ON_TIME" if ended <= deadline else "COMPLETED_LATE"
-            return base._replace(status=status, evidence_ref=c.evidence, evidence_ms=ended)
-        if clock_ms >= deadline:
-            return base._replace(
-                status="OVERDUE",
-                evidence_ref=f"deadline {_iso(deadline)} passed",
-                evidence_ms=deadline,
-            )
-        return base
+
+@dataclass
+class ClaimEvidence:
+    """Everything comply knows about one compensation-first claim (Beam state, one per
+    complaint key): the task intel issued on it and the complaint's latest version.
+
+    The task is completed by the claim ending (RESOLVED or CLOSED, as configured): by
+    ``deadline_at`` on time, after it late; a claim still open at the deadline is OVERDUE
+    until it ends. A WITHDRAWN task record (intel read a resolution that shows the task was
+    never due) withdraws it. Statuses depend on the evidence, not on its arrival order.
+    """
+
+    complaint: ComplaintFact | None = None
+    tasks: dict[str, TaskFact] = field(default_factory=dict)
+    clock_ms: int = 0
+    published: dict[str, Status] = field(default_factory=dict)
+
+    def add_task(self, task: TaskFact) -> None:
+        self.tasks[task.task_id] = task.merged(self.tasks.get(task.task_id))
+
+    def add_complaint(self, c: ComplaintFact) -> None:
+        self.complaint = _later(self.complaint, c)
+
+    def advance_clock(self, now_ms: int) -> None:
+        self.clock_ms = max(self.clock_ms, now_ms)
+
+    def next_deadline(self, rules: CompensationFirst) -> int | None:
+        """The earliest deadline of a task still open and not yet passed (for comply's
+        deadline index)."""
+        due = [
+            s.deadline_ms
+            for s in (claim_status(t, self, rules) for t in self.tasks.values())
+            if s.status == ISSUED and s.deadline_ms > self.clock_ms
+        ]
+        return min(due) if due else None
+
+    def changes(self, rules: CompensationFirst) -> list[Status]:
+        """The statuses that differ from those last published; marks them published."""
+        out = []
+        for task in self.tasks.values():
+            status = claim_status(task, self, rules)
+            if self.published.get(task.task_id) != status:
+                self.published[task.task_id] = status
+                out.append(status)
+        return out
+
+
+def claim_status(task: TaskFact, ev: ClaimEvidence, rules: CompensationFirst) -> Status:
+    """The status of a COMPENSATION_FIRST ``task`` given what comply knows of its claim."""
+    base = Status(
+        task_id=task.task_id,
+        platform=task.platform,
+        listing_id=task.listing_id,
+        status=ISSUED,
+        issued_ms=task.issued_ms,
+        deadline_ms=task.deadline_ms,
+        evidence_kind=TASK,
+        evidence_ref=task.ref,
+        evidence_ms=task.issued_ms,
+        task_kind=COMPENSATION_FIRST,
+        complaint_id=task.complaint_id,
+    )
+    if task.withdrawn_ms is not None:
+        return base._replace(
+            status=WITHDRAWN,
+            evidence_ref=task.withdrawn_ref or task.ref,
+            evidence_ms=task.withdrawn_ms,
+            note=task.withdrawn_reason,
+        )
+    deadline = task.deadline_ms
+    c = ev.complaint
+    ended = None if c is None else rules.ended_by(c)
+    if c is not None and ended is not None:
+        on_time = ended <= deadline
+        return base._replace(
+            status=COMPLETED_ON_TIME if on_time else COMPLETED_LATE,
+            evidence_kind=COMPLAINT,
+            evidence_ref=c.evidence,
+            evidence_ms=ended,
+            completed_ms=ended,
+            # an end after the deadline: the claim was overdue from the deadline on
+            first_outcome=COMPLETED_ON_TIME if on_time else OVERDUE,
+            note=f"claim {task.complaint_id} {c.status.lower()} at {_iso(ended)}",
+        )
+    if ev.clock_ms >= deadline:
+        return base._replace(
+            status=OVERDUE,
+            evidence_kind=DEADLINE,
+            evidence_ref=f"deadline {_iso(deadline)} passed",
+            evidence_ms=deadline,
+            first_outcome=OVERDUE,
+            note=f"claim {task.complaint_id} not resolved or closed by the deadline",
+        )
+    return base
 
 
 def compensation_task(c: ComplaintFact, issued_ms: int, rules: CompensationFirst) -> dict[str, Any]:
@@ -822,10 +898,10 @@ __all__ = [
     "ISSUE_TYPES",
     "CaseLead",
     "CaseLeadConfig",
+    "ClaimEvidence",
     "ClaimState",
     "CompensationFirst",
     "CompensationFirstConfig",
-    "CompensationStatus",
     "ComplaintFact",
     "IntelConfig",
     "ProductComplaints",
@@ -836,6 +912,7 @@ __all__ = [
     "SellerComplaints",
     "Window",
     "category_excluded",
+    "claim_status",
     "compensation_task",
     "complaint_fact",
     "is_violation",

@@ -20,6 +20,7 @@ from omm.beam_runtime import pipeline_args_with_defaults
 from omm.generate import FeedGenerator
 from omm.jobs import comply_job
 from pipelines.comply import ComplyAccount, run_comply
+from pipelines.rules.intel import compensation_task, complaint_fact
 from tests.helpers import fresh_namespace, produce_avro, read_all
 
 pytestmark = pytest.mark.integration
@@ -326,3 +327,92 @@ def _append_time(market: Market, message: Any) -> datetime:
                     return datetime.fromtimestamp(r.timestamp / 1000, UTC)
     consumer.close()
     raise AssertionError("status record not found again")
+
+
+# ------------------------------------------------------------------ compensation-first
+
+
+def test_compensation_first_tasks_are_completed_by_their_claim_ending(market: Market) -> None:
+    """Tasks as intel issues them, the complaints as ingest leaves them: the claim ending by
+    the deadline completes a task on time, after it late; still open it is overdue."""
+    claims = comply_job(market.bootstrap, market.topics, platforms=PLATFORMS).claims
+
+    def complaint(cid: str, platform: str = "tmall", **changes: Any) -> dict[str, Any]:
+        record = {
+            **market.gen.complaint(platform, 0),
+            "complaint_id": cid,
+            "channel": "PLATFORM",
+            "issue_type": "QUALITY",
+            "consumer_id": "pseudonym-3f9a",
+            "received_at": cst(3, 2, 9),
+            **changes,
+        }
+        produce_avro(
+            market.bootstrap,
+            market.topics.valid("complaint"),
+            "complaint",
+            [record],
+            "complaint_id",
+        )
+        return record
+
+    def task_for(record: dict[str, Any]) -> dict[str, Any]:
+        fact = complaint_fact(record, "omm.valid.complaints/0/0")
+        task = compensation_task(fact, claims.period_end_ms(fact) + claims.lateness_ms, claims)
+        produce_avro(
+            market.bootstrap, market.topics.tasks(fact.platform), "task", [task], "task_id"
+        )
+        return task
+
+    paid, overdue = (
+        task_for(complaint("C-1")),
+        task_for(complaint("H-2", "jd", channel="HOTLINE_12315")),
+    )
+    late, withdrawn = task_for(complaint("C-3")), task_for(complaint("C-4"))
+    deadline = datetime.fromtimestamp(paid["deadline_at"] / 1000, UTC)
+    complaint("C-1", status="RESOLVED", resolved_at=deadline - timedelta(hours=2))
+    complaint("C-3", status="CLOSED", resolved_at=deadline + timedelta(days=1))
+    complaint("H-2", "jd", channel="HOTLINE_12315", status="IN_PROGRESS")  # not an end
+    produce_avro(
+        market.bootstrap,
+        market.topics.tasks("tmall"),
+        "task",
+        [{**withdrawn, "state": "WITHDRAWN", "reason": "withdrawn: resolved in time"}],
+        "task_id",
+    )
+    complaint("C-5", "suning")  # suning is not bound by compensation-first
+    complaint("C-6", issue_type="PRIVACY")  # not a claim
+    # a takedown task beside them: the scorecards count it alone
+    market.seen("L1", cst(3, 1), active=True)
+    market.task("delist", "L1", cst(3, 2, 10), end_of(3, 4))
+
+    account = market.comply()
+    assert (account.read, account.untracked, account.dead) == (5 + 1 + 9 + 1, 2, 0)
+    s = market.statuses()
+    assert {t: (r["task_kind"], r["status"]) for t, r in s.items()} == {
+        paid["task_id"]: ("COMPENSATION_FIRST", "COMPLETED_ON_TIME"),
+        overdue["task_id"]: ("COMPENSATION_FIRST", "OVERDUE"),
+        late["task_id"]: ("COMPENSATION_FIRST", "COMPLETED_LATE"),
+        withdrawn["task_id"]: ("COMPENSATION_FIRST", "WITHDRAWN"),
+        "delist": ("DELIST", "OVERDUE"),
+    }
+    on_time = s[paid["task_id"]]
+    assert on_time["complaint_id"] == "tmall:C-1" and on_time["evidence_kind"] == "COMPLAINT"
+    assert on_time["evidence_ref"].startswith(market.topics.valid("complaint"))
+    assert on_time["completed_at"] == deadline - timedelta(hours=2)
+    assert s[late["task_id"]]["first_outcome"] == "OVERDUE"
+    assert s[overdue["task_id"]]["complaint_id"] == "12315:H-2"
+    assert s[overdue["task_id"]]["evidence_kind"] == "DEADLINE"
+    # each platform reads its own: jd the hotline claim and its takedown, tmall three claims
+    own = {
+        p: {
+            m.key.decode() for m in read_all(market.bootstrap, market.topics.compliance(p)) if m.key
+        }
+        for p in PLATFORMS
+    }
+    assert own == {
+        "jd": {overdue["task_id"], "delist"},
+        "tmall": {paid["task_id"], late["task_id"], withdrawn["task_id"]},
+    }
+    cards = market.scorecards()
+    assert cards["jd|TOTAL"]["tasks_issued"] == 1 and "tmall|TOTAL" not in cards

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from omm.config import load_enforcement, load_intel, load_platforms
 from pipelines.rules import intel as it
+from pipelines.rules.compliance import Status, TaskFact
 from schemas.registry import SchemaRegistry
 from tests.unit.test_enforcement_order import CONFIG_DIR
 
@@ -321,10 +322,20 @@ def claim(c: it.ComplaintFact, *more: it.ComplaintFact) -> it.ClaimState:
     return state
 
 
+def tracked(task: dict[str, Any], *versions: it.ComplaintFact, clock_ms: int = 0) -> Status:
+    """Comply's status of a compensation-first task, given these versions of its claim."""
+    ev = it.ClaimEvidence()
+    ev.add_task(TaskFact.of(task, "omm.tasks.tmall/0/7", task["issued_at"]))
+    for version in versions:
+        ev.add_complaint(version)
+    ev.advance_clock(clock_ms)
+    [status] = ev.changes(RULES)
+    return status
+
+
 def status_of(state: it.ClaimState, clock_ms: int) -> str:
-    status = state.status(clock_ms, RULES)
-    assert status is not None
-    return status.status
+    assert state.task is not None and state.complaint is not None
+    return tracked(state.task, state.complaint, clock_ms=clock_ms).status
 
 
 def test_a_claim_unresolved_past_the_period_becomes_a_task_on_its_platform() -> None:
@@ -383,6 +394,40 @@ def test_a_resolution_by_the_deadline_completes_the_task_on_time() -> None:
     late = claim(c, c._replace(status="RESOLVED", resolved_ms=deadline + 1, evidence="r/0/2"))
     late.advance(ms(FAR), RULES)
     assert status_of(late, ms(FAR)) == "COMPLETED_LATE"
+
+
+def test_comply_follows_the_claim_whatever_order_its_versions_come_in() -> None:
+    c = comp(D0, cid="C-6")
+    [task] = claim(c).advance(ms(FAR), RULES)
+    deadline = task["deadline_at"]
+    assert tracked(task, c, clock_ms=deadline - 1).status == "ISSUED"
+    overdue = tracked(task, c, clock_ms=deadline)
+    assert (overdue.status, overdue.evidence_kind, overdue.evidence_ms) == (
+        "OVERDUE",
+        "DEADLINE",
+        deadline,
+    )
+    assert overdue.task_kind == "COMPENSATION_FIRST" and overdue.complaint_id == "tmall:C-6"
+    closed = c._replace(status="CLOSED", resolved_ms=deadline + 5, evidence="r/0/6")
+    for versions in ((c, closed), (closed, c)):
+        late = tracked(task, *versions, clock_ms=deadline)
+        assert (late.status, late.first_outcome) == ("COMPLETED_LATE", "OVERDUE")
+        assert (late.evidence_kind, late.evidence_ref, late.completed_ms) == (
+            "COMPLAINT",
+            "r/0/6",
+            deadline + 5,
+        )
+    # a complaint still in progress does not end the claim
+    busy = c._replace(status="IN_PROGRESS", resolved_ms=None, evidence="r/0/7")
+    assert tracked(task, c, busy, clock_ms=deadline).status == "OVERDUE"
+    # a withdrawal record withdraws it, read before or after the issue
+    gone = {**task, "state": "WITHDRAWN", "reason": "withdrawn: resolved in time"}
+    ev = it.ClaimEvidence()
+    ev.add_task(TaskFact.of(gone, "t/0/9", task["issued_at"] + 1))
+    ev.add_task(TaskFact.of(task, "t/0/8", task["issued_at"]))
+    [withdrawn] = ev.changes(RULES)
+    assert (withdrawn.status, withdrawn.note) == ("WITHDRAWN", "withdrawn: resolved in time")
+    assert ev.changes(RULES) == []  # published once
 
 
 def test_a_resolution_before_the_period_end_read_after_the_task_withdraws_it() -> None:
