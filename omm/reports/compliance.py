@@ -72,7 +72,8 @@ def _float(value: Any) -> float | None:
 
 @dataclass(frozen=True)
 class TaskStatus:
-    """The current compliance state of one task (a compliance_status v2 record)."""
+    """The current compliance state of one task (a compliance_status v3 record; earlier
+    versions are about DELIST tasks)."""
 
     task_id: str
     platform: str
@@ -91,6 +92,8 @@ class TaskStatus:
     relisted_removed: bool = False
     first_outcome: str | None = None
     note: str | None = None
+    task_kind: str = "DELIST"
+    complaint_id: str | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> TaskStatus:
@@ -112,6 +115,8 @@ class TaskStatus:
             relisted_removed=bool(record.get("relisted_removed", False)),
             first_outcome=record.get("first_outcome"),
             note=record.get("note"),
+            task_kind=str(record.get("task_kind") or "DELIST"),
+            complaint_id=record.get("complaint_id"),
         )
 
     @property
@@ -305,6 +310,12 @@ def _task_row(s: TaskStatus, extra: Sequence[object] = ()) -> list[object]:
     ]
 
 
+def _claims_first(statuses: Iterable[TaskStatus]) -> list[TaskStatus]:
+    """Overdue first, then open ones, then the rest; each by deadline."""
+    rank = {"OVERDUE": 0, "ISSUED": 1}
+    return sorted(statuses, key=lambda s: (rank.get(s.status, 2), s.deadline_at, s.task_id))
+
+
 def _by_deadline(statuses: Iterable[TaskStatus]) -> list[TaskStatus]:
     """Longest overdue first: the deadline, then platform and task for a stable order."""
     return sorted(statuses, key=lambda s: (s.deadline_at, s.platform, s.task_id))
@@ -329,7 +340,10 @@ def render_compliance(
     the overdue chart's days are its days, as the DAY scorecards' are. The intel records
     (and the platforms' task records, of which only FLAG tasks count) fill the
     intelligence sections; without them those sections say to run intel."""
-    statuses = [TaskStatus.from_record(r) for r in status_records]
+    every = [TaskStatus.from_record(r) for r in status_records]
+    # the takedown sections are about DELIST tasks; compensation-first tasks have their own
+    statuses = [s for s in every if s.task_kind == "DELIST"]
+    claims = _claims_first(s for s in every if s.task_kind == "COMPENSATION_FIRST")
     scores = total_scorecards(scorecard_records)
     zone = ZoneInfo(timezone)
 
@@ -401,6 +415,23 @@ def render_compliance(
                 "showed the listing ACTIVE."
             ),
         ),
+        section(
+            "Compensation-first tasks",
+            table(
+                _task_columns([Column("complaint")]),
+                (_task_row(s, [mono(s.complaint_id or "—")]) for s in claims),
+                empty=(
+                    "No compensation-first task yet: `omm run intel` issues them, "
+                    "`omm run comply` tracks them."
+                ),
+            ),
+            anchor="compensation",
+            intro=(
+                "A consumer's claim left unresolved on a platform bound by "
+                "compensation-first: the platform compensates first. The claim ending "
+                "(the complaint RESOLVED or CLOSED) completes the task. Overdue ones first."
+            ),
+        ),
         *intel_sections(
             sampling_records, lead_records, credit_records, task_records, intel_sources
         ),
@@ -408,7 +439,8 @@ def render_compliance(
     return page(
         title="Platform compliance with takedown tasks",
         lead=(
-            f"{len(scores)} platform(s), {len(statuses)} task(s). "
+            f"{len(scores)} platform(s), {len(statuses)} takedown task(s), "
+            f"{len(claims)} compensation-first task(s). "
             f"From {sources[0]} (latest status per task) and {sources[1]} "
             "(latest TOTAL scorecard per platform)."
         ),
@@ -419,6 +451,7 @@ def render_compliance(
             ("Overdue", "#overdue"),
             ("Re-listed", "#relisted"),
             ("Contradicted notices", "#contradicted"),
+            ("Compensation-first", "#compensation"),
             ("Targeted sampling", "#sampling"),
             ("Case leads", "#leads"),
             ("Serious-violation list", "#credit"),

@@ -189,6 +189,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "relisted_removed": False,
         "first_outcome": "COMPLETED_ON_TIME",
         "note": None,
+        "task_kind": "DELIST",
+        "complaint_id": None,
     },
     "review_decision": {
         "decision_id": "d-7f3a9c1e",

@@ -187,6 +187,32 @@ def test_task_tables_list_overdue_relisted_and_contradicted_tasks_with_their_evi
     assert "omm.feed.jd.takedowns/1/77" in contradicted
 
 
+def test_compensation_first_tasks_have_their_own_table_and_stay_out_of_the_takedown_ones() -> None:
+    deadline = NOW - timedelta(days=2)
+    claims = [
+        status(
+            f"cf-{state.lower()}",
+            "tmall",
+            state,
+            deadline + timedelta(hours=i),
+            task_kind="COMPENSATION_FIRST",
+            complaint_id=f"tmall:C-{i}",
+            listing_id=None,
+        )
+        for i, state in enumerate(["COMPLETED_ON_TIME", "OVERDUE", "ISSUED"])
+    ]
+    html = render_compliance([*statuses(), *claims], [], generated_at=NOW, timezone="UTC")
+    table = section(html, "compensation")
+    # overdue first, then open, then the rest
+    order = [table.index(f"cf-{s}") for s in ("overdue", "issued", "completed_on_time")]
+    assert order == sorted(order)
+    assert "tmall:C-1" in table and "t-overdue" not in table
+    assert "cf-overdue" not in section(html, "overdue")  # not a takedown overdue
+    assert "3 compensation-first task(s)" in html
+    empty = section(render_compliance(statuses(), [], generated_at=NOW), "compensation")
+    assert "omm run intel" in empty
+
+
 def test_the_page_links_the_feed_health_report_and_says_when_it_was_made() -> None:
     html = page()
     assert '<a href="../feeds/index.html">Feed health report</a>' in html
