@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -447,14 +447,7 @@ def run_enforce_cmd(
     pipeline_args: PipelineArgs = None,
 ) -> None:
     """Join failed results with live listings: tasks to omm.tasks.<platform>, reviews to review."""
-    servers = _ready_for_enforce(bootstrap, prefix)
-    begin = _start_for(start, pipeline_args)
-    _run_one(
-        "enforce",
-        lambda: run_enforce_job(servers, prefix, until_idle, pipeline_args, start=begin),
-        _show_enforce,
-        RunScope(servers, prefix),
-    )
+    _run_stateful("enforce", until_idle, start, bootstrap, prefix, pipeline_args)
 
 
 @run_app.command("comply")
@@ -465,15 +458,11 @@ def run_comply_cmd(
     prefix: Prefix = "",
     pipeline_args: PipelineArgs = None,
 ) -> None:
-    """Track each delisting task to its outcome: omm.compliance.status and .scorecards."""
-    servers = _ready_for_comply(bootstrap, prefix)
-    begin = _start_for(start, pipeline_args)
-    _run_one(
-        "comply",
-        lambda: run_comply_job(servers, prefix, until_idle, pipeline_args, start=begin),
-        _show_comply,
-        RunScope(servers, prefix),
-    )
+    """Track each task to its outcome: omm.compliance.status and the takedown scorecards.
+
+    A delisting is tracked on its listing, a compensation-first task on its complaint.
+    """
+    _run_stateful("comply", until_idle, start, bootstrap, prefix, pipeline_args)
 
 
 @run_app.command("intel")
@@ -489,14 +478,7 @@ def run_intel_cmd(
 
     Bounded (--until-idle): emits what is final at the latest event time read.
     """
-    servers = _ready_for_intel(bootstrap, prefix)
-    begin = _start_for(start, pipeline_args)
-    _run_one(
-        "intel",
-        lambda: run_intel_job(servers, prefix, until_idle, pipeline_args, start=begin),
-        _show_intel,
-        RunScope(servers, prefix),
-    )
+    _run_stateful("intel", until_idle, start, bootstrap, prefix, pipeline_args)
 
 
 @run_app.command("all")
@@ -531,9 +513,15 @@ def run_all_cmd(
         with metrics_for_run(STAGES, RunScope(servers, prefix)):
             balanced = [
                 _show_ingest(run_ingest_job(servers, prefix, None, until_idle, args)),
-                _show_enforce(run_enforce_job(servers, prefix, _CAUGHT_UP, args, start=begin)),
-                _show_comply(run_comply_job(servers, prefix, _CAUGHT_UP, args, start=begin)),
-                _show_intel(run_intel_job(servers, prefix, _CAUGHT_UP, args, start=begin)),
+                _show_enforce(
+                    run_stateful_job("enforce", servers, prefix, _CAUGHT_UP, args, start=begin)
+                ),
+                _show_comply(
+                    run_stateful_job("comply", servers, prefix, _CAUGHT_UP, args, start=begin)
+                ),
+                _show_intel(
+                    run_stateful_job("intel", servers, prefix, _CAUGHT_UP, args, start=begin)
+                ),
             ]
         if not all(balanced):
             raise typer.Exit(1)
@@ -543,9 +531,15 @@ def run_all_cmd(
     _run_stages(
         [
             ("ingest", lambda: run_ingest_job(servers, prefix, None, None, args, True)),
-            ("enforce", lambda: run_enforce_job(servers, prefix, None, args, True, begin)),
-            ("comply", lambda: run_comply_job(servers, prefix, None, args, True, begin)),
-            ("intel", lambda: run_intel_job(servers, prefix, None, args, True, begin)),
+            (
+                "enforce",
+                lambda: run_stateful_job("enforce", servers, prefix, None, args, True, begin),
+            ),
+            (
+                "comply",
+                lambda: run_stateful_job("comply", servers, prefix, None, args, True, begin),
+            ),
+            ("intel", lambda: run_stateful_job("intel", servers, prefix, None, args, True, begin)),
         ],
         RunScope(servers, prefix),
     )
@@ -606,7 +600,7 @@ def _ready_for_comply(bootstrap: str | None, prefix: str) -> str:
     cluster = _reach(bootstrap)
     names = TopicNames(prefix)
     wanted = [names.valid("listing"), names.valid("takedown"), names.decisions]
-    wanted += [names.compliance_status, names.scorecards]
+    wanted += [names.valid("complaint"), names.compliance_status, names.scorecards]
     ids = load_platforms().ids
     cluster.require(
         wanted + [names.tasks(p) for p in ids] + [names.compliance(p) for p in ids], prefix
@@ -649,52 +643,65 @@ def run_ingest_job(
     return _run_pipeline("ingest", lambda a: run_ingest(job, a), until_idle, pipeline_args, quiet)
 
 
-def run_enforce_job(
-    bootstrap: str,
-    prefix: str,
-    until_idle: float | None,
-    pipeline_args: list[str] | None,
-    quiet: bool = False,
-    start: Start = "earliest",
-) -> Any:
-    from connectors.topics import TopicNames
-    from omm.jobs import enforce_job
-    from pipelines.enforce import run_enforce
-
-    job = enforce_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle, start=start)
-    return _run_pipeline("enforce", lambda a: run_enforce(job, a), until_idle, pipeline_args, quiet)
+Stateful = Literal["enforce", "comply", "intel"]
 
 
-def run_comply_job(
-    bootstrap: str,
-    prefix: str,
-    until_idle: float | None,
-    pipeline_args: list[str] | None,
-    quiet: bool = False,
-    start: Start = "earliest",
-) -> Any:
-    from connectors.topics import TopicNames
-    from omm.jobs import comply_job
-    from pipelines.comply import run_comply
+def _stateful(stage: Stateful) -> tuple[Callable[..., Any], Callable[[Any, list[str]], Any]]:
+    """A stateful stage's job factory and pipeline (imported when run: the CLI starts fast)."""
+    if stage == "enforce":
+        from omm.jobs import enforce_job
+        from pipelines.enforce import run_enforce
 
-    job = comply_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle, start=start)
-    return _run_pipeline("comply", lambda a: run_comply(job, a), until_idle, pipeline_args, quiet)
+        return enforce_job, run_enforce
+    if stage == "comply":
+        from omm.jobs import comply_job
+        from pipelines.comply import run_comply
 
-
-def run_intel_job(
-    bootstrap: str,
-    prefix: str,
-    until_idle: float | None,
-    pipeline_args: list[str] | None,
-    quiet: bool = False,
-    start: Start = "earliest",
-) -> Any:
-    from connectors.topics import TopicNames
+        return comply_job, run_comply
     from omm.jobs import intel_job
     from pipelines.intel import run_intel
 
-    job = intel_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle, start=start)
-    return _run_pipeline("intel", lambda a: run_intel(job, a), until_idle, pipeline_args, quiet)
+    return intel_job, run_intel
+
+
+def run_stateful_job(
+    stage: Stateful,
+    bootstrap: str,
+    prefix: str,
+    until_idle: float | None,
+    pipeline_args: list[str] | None,
+    quiet: bool = False,
+    start: Start = "earliest",
+) -> Any:
+    from connectors.topics import TopicNames
+
+    make_job, run = _stateful(stage)
+    job = make_job(bootstrap, TopicNames(prefix), idle_timeout_s=until_idle, start=start)
+    return _run_pipeline(stage, lambda a: run(job, a), until_idle, pipeline_args, quiet)
+
+
+def _run_stateful(
+    stage: Stateful,
+    until_idle: float | None,
+    start: str | None,
+    bootstrap: str | None,
+    prefix: str,
+    pipeline_args: list[str] | None,
+) -> None:
+    """`omm run enforce|comply|intel`: the topics checked, the stage run, its account shown."""
+    ready, show = {
+        "enforce": (_ready_for_enforce, _show_enforce),
+        "comply": (_ready_for_comply, _show_comply),
+        "intel": (_ready_for_intel, _show_intel),
+    }[stage]
+    servers = ready(bootstrap, prefix)
+    begin = _start_for(start, pipeline_args)
+    _run_one(
+        stage,
+        lambda: run_stateful_job(stage, servers, prefix, until_idle, pipeline_args, start=begin),
+        show,
+        RunScope(servers, prefix),
+    )
 
 
 def _show_intel(account: Any) -> bool:

@@ -38,7 +38,6 @@ the earliest offsets and re-publishes identical statuses (keyed by task_id).
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,6 +61,7 @@ from connectors.connection import KafkaConnection
 from connectors.records import ClockTick, KafkaRecord, OutboundMessage
 from connectors.topics import TopicNames
 from pipelines.dead_letters import DeadLetter, ToDeadLetters, decode_or_dead_letter
+from pipelines.keyed_state import shard_of, slot
 from pipelines.rules.compliance import (
     COMPENSATION_FIRST,
     DELIST,
@@ -128,24 +128,13 @@ class PlatformTick(NamedTuple):
     now_ms: int
 
 
-def _digest(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
-
-
-def shard_of(subject: str, shards: int) -> int:
-    return _digest(subject) % shards
-
-
 # room in a slot for versions of its entries (see _ShardState)
 _VERSIONS = 1 << 16
 LISTINGS_LIST, DEADLINES_LIST = "listings", "deadlines"
 
 
 def _slot(subject: str) -> Timestamp:
-    # a subject's place in its shard's ordered list (used as a map): 40 bits of its
-    # digest, times room for versions, within the ordered list's range; equal slots
-    # (rare) share the entry list
-    return Timestamp(micros=(_digest("slot|" + subject) >> 24) * _VERSIONS)
+    return slot(subject, _VERSIONS)
 
 
 def _ms(value: Any) -> int:
@@ -361,12 +350,11 @@ class _TrackComplianceFn(beam.DoFn):
             entries[subject] = (ev, self._schedule(subject, ev, None, state))
             self._write(state, slot, entries, subject, newest)
 
+    def _rules(self, ev: SubjectEvidence) -> Any:
+        return self._claims if isinstance(ev, ClaimEvidence) else self._cfg
+
     def _publish(self, ev: SubjectEvidence) -> Iterator[Any]:
-        if isinstance(ev, ClaimEvidence):
-            changes = ev.changes(self._claims)
-        else:
-            changes = ev.changes(self._cfg)
-        for status in changes:
+        for status in ev.changes(self._rules(ev)):
             self._statuses.inc()
             yield status
             if status.task_kind == DELIST:  # scorecards measure takedowns
@@ -379,10 +367,7 @@ class _TrackComplianceFn(beam.DoFn):
     ) -> int | None:
         """Put the subject's next deadline in the index, unless it is there already (one
         already passed goes where the next tick reads: it is due then)."""
-        if isinstance(ev, ClaimEvidence):
-            nxt = ev.next_deadline(self._claims)
-        else:
-            nxt = ev.next_deadline(self._cfg)
+        nxt = ev.next_deadline(self._rules(ev))
         if nxt is not None and nxt != scheduled:
             at = max(nxt * 1000, state.fired)
             state.deadlines.add((Timestamp(micros=at), subject))

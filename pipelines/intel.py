@@ -57,12 +57,11 @@ those live when the LISTED event is decided and any seen live later while it
 stands. A REMOVED event withdraws each flag given (the same task id, WITHDRAWN).
 
 **Compensation-first tasks** go to the platform's task topic (kind
-COMPENSATION_FIRST, task id deterministic from the complaint). Tracking them is
-comply's job: it must read COMPENSATION_FIRST tasks from omm.tasks.<platform>, follow
-the complaint (omm.valid.complaints, by ``complaint_id``) and publish the status that
-:meth:`pipelines.rules.intel.ClaimState.status` computes: the claim ending (RESOLVED or
-CLOSED) by ``deadline_at`` completes it on time, after it late, unresolved at the
-deadline it is OVERDUE; a WITHDRAWN task is withdrawn.
+COMPENSATION_FIRST, task id deterministic from the complaint). Comply tracks them
+(:mod:`pipelines.comply`): it follows the complaint (omm.valid.complaints, by
+``complaint_id``) with :class:`pipelines.rules.intel.ClaimEvidence`: the claim ending
+(RESOLVED or CLOSED) by ``deadline_at`` completes it on time, after it late,
+unresolved at the deadline it is OVERDUE; a WITHDRAWN task is withdrawn.
 
 **Personal data.** Complaints arrive pseudonymised; the rules keep complaint ids,
 sellers, product identities and counts only, never a consumer id, the complaint's
@@ -74,7 +73,6 @@ listings + dead letters.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -94,6 +92,7 @@ from connectors.connection import KafkaConnection
 from connectors.records import KafkaRecord, OutboundMessage
 from connectors.topics import TopicNames
 from pipelines.dead_letters import DeadLetter, ToDeadLetters, decode_or_dead_letter
+from pipelines.keyed_state import shard_of, slot
 from pipelines.rules.credit import (
     LISTED,
     CreditEvent,
@@ -541,24 +540,13 @@ class _FoldFn(beam.DoFn):
 # ------------------------------------------------------------------ live (streaming)
 
 
-def shard_of(key: str, shards: int) -> int:
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % shards
-
-
 def stamp(key: str, fact: Fact, watermark_ms: int, shards: int) -> tuple[int, Stamped]:
     """A fact for the live fold: to the shard of its rule key, with the stage's watermark."""
     return shard_of(key, shards), Stamped(key, fact, watermark_ms)
 
 
-def _digest(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
-
-
 def _slot(key: str) -> Timestamp:
-    # a key's place in its shard's ordered list (used as a map, as comply does): 40 bits
-    # of its digest, within the ordered list's range; equal slots (rare) share the entry
-    return Timestamp(micros=_digest("slot|" + key) >> 24)
+    return slot(key)
 
 
 CATEGORY = "K|"  # a seller's listing categories, kept beside its rule states

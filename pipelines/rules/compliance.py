@@ -35,7 +35,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from pipelines.rules.calendar import WorkingCalendar
@@ -61,6 +61,7 @@ DELIST = "DELIST"
 COMPENSATION_FIRST = "COMPENSATION_FIRST"
 
 _MS_PER_HOUR = 3_600_000
+Rules = TypeVar("Rules")  # what a kind of task's status rule needs (a config)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,30 @@ class TaskFact(NamedTuple):
     withdrawn_reason: str | None = None
     kind: str = DELIST
     complaint_id: str | None = None  # the claim a COMPENSATION_FIRST task follows
+
+    def issued_status(self) -> Status:
+        """Its status from the task records alone: ISSUED, or WITHDRAWN by a record."""
+        base = Status(
+            task_id=self.task_id,
+            platform=self.platform,
+            listing_id=self.listing_id,
+            status=ISSUED,
+            issued_ms=self.issued_ms,
+            deadline_ms=self.deadline_ms,
+            evidence_kind=TASK,
+            evidence_ref=self.ref,
+            evidence_ms=self.issued_ms,
+            task_kind=self.kind,
+            complaint_id=self.complaint_id,
+        )
+        if self.withdrawn_ms is None:
+            return base
+        return base._replace(
+            status=WITHDRAWN,
+            evidence_ref=self.withdrawn_ref or self.ref,
+            evidence_ms=self.withdrawn_ms,
+            note=self.withdrawn_reason,
+        )
 
     @classmethod
     def of(cls, record: Mapping[str, Any], ref: str, record_ms: int) -> TaskFact:
@@ -189,19 +214,54 @@ class Status(NamedTuple):
 
 
 @dataclass
-class ListingEvidence:
-    """Everything comply knows about one listing (Beam state, one per listing)."""
+class TaskEvidence(Generic[Rules]):
+    """What comply keeps of one subject's tasks (Beam state, one per subject): the tasks,
+    its clock, and what it published; subclasses add the evidence and the status rule."""
 
     tasks: dict[str, TaskFact] = field(default_factory=dict)
-    observations: list[Observation] = field(default_factory=list)
-    notices: dict[str, Notice] = field(default_factory=dict)
-    decisions: dict[str, Decision] = field(default_factory=dict)
     clock_ms: int = 0
     # what was last published per task, so only changes are published
     published: dict[str, Status] = field(default_factory=dict)
 
+    def status_of(self, task: TaskFact, rules: Rules) -> Status:
+        raise NotImplementedError
+
     def add_task(self, task: TaskFact) -> None:
         self.tasks[task.task_id] = task.merged(self.tasks.get(task.task_id))
+
+    def advance_clock(self, now_ms: int) -> None:
+        self.clock_ms = max(self.clock_ms, now_ms)
+
+    def next_deadline(self, rules: Rules) -> int | None:
+        """The earliest deadline of a task still waiting for one (for the deadline index)."""
+        due = [
+            s.deadline_ms
+            for s in (self.status_of(t, rules) for t in self.tasks.values())
+            if s.status in (ISSUED, RELISTED) and s.deadline_ms > self.clock_ms
+        ]
+        return min(due) if due else None
+
+    def changes(self, rules: Rules) -> list[Status]:
+        """The statuses that differ from those last published; marks them published."""
+        out = []
+        for task in self.tasks.values():
+            status = self.status_of(task, rules)
+            if self.published.get(task.task_id) != status:
+                self.published[task.task_id] = status
+                out.append(status)
+        return out
+
+
+@dataclass
+class ListingEvidence(TaskEvidence["ComplianceConfig"]):
+    """Everything comply knows about one listing and its DELIST tasks."""
+
+    observations: list[Observation] = field(default_factory=list)
+    notices: dict[str, Notice] = field(default_factory=dict)
+    decisions: dict[str, Decision] = field(default_factory=dict)
+
+    def status_of(self, task: TaskFact, rules: ComplianceConfig) -> Status:
+        return task_status(task, self, rules)
 
     def add_observation(self, obs: Observation) -> None:
         """Keep the observations sorted, and of each run of equal status only its first and
@@ -227,28 +287,6 @@ class ListingEvidence:
 
     def add_decision(self, decision: Decision) -> None:
         self.decisions.setdefault(decision.ref, decision)
-
-    def advance_clock(self, now_ms: int) -> None:
-        self.clock_ms = max(self.clock_ms, now_ms)
-
-    def next_deadline(self, cfg: ComplianceConfig) -> int | None:
-        """The earliest deadline of a task still waiting for one (for the deadline index)."""
-        due = [
-            s.deadline_ms
-            for s in (task_status(t, self, cfg) for t in self.tasks.values())
-            if s.status in (ISSUED, RELISTED) and s.deadline_ms > self.clock_ms
-        ]
-        return min(due) if due else None
-
-    def changes(self, cfg: ComplianceConfig) -> list[Status]:
-        """The statuses that differ from those last published; marks them published."""
-        out = []
-        for task in self.tasks.values():
-            status = task_status(task, self, cfg)
-            if self.published.get(task.task_id) != status:
-                self.published[task.task_id] = status
-                out.append(status)
-        return out
 
 
 class _Event(NamedTuple):
@@ -279,24 +317,9 @@ def _timeline(task: TaskFact, ev: ListingEvidence) -> list[_Event]:
 
 def task_status(task: TaskFact, ev: ListingEvidence, cfg: ComplianceConfig) -> Status:
     """The status of ``task`` given everything known about its listing."""
-    base = Status(
-        task_id=task.task_id,
-        platform=task.platform,
-        listing_id=task.listing_id,
-        status=ISSUED,
-        issued_ms=task.issued_ms,
-        deadline_ms=task.deadline_ms,
-        evidence_kind=TASK,
-        evidence_ref=task.ref,
-        evidence_ms=task.issued_ms,
-    )
-    if task.withdrawn_ms is not None:
-        return base._replace(
-            status=WITHDRAWN,
-            evidence_ref=task.withdrawn_ref or task.ref,
-            evidence_ms=task.withdrawn_ms,
-            note=task.withdrawn_reason,
-        )
+    base = task.issued_status()
+    if base.status == WITHDRAWN:
+        return base
     deadline = task.deadline_ms
     dispute = _open_dispute(task, ev)
     if isinstance(dispute, Decision):

@@ -59,11 +59,10 @@ from pipelines.rules.compliance import (
     COMPLETED_LATE,
     COMPLETED_ON_TIME,
     DEADLINE,
-    ISSUED,
     OVERDUE,
-    TASK,
     WITHDRAWN,
     Status,
+    TaskEvidence,
     TaskFact,
 )
 from pipelines.rules.credit import CreditConfig
@@ -755,7 +754,7 @@ class ClaimState:
 
 
 @dataclass
-class ClaimEvidence:
+class ClaimEvidence(TaskEvidence["CompensationFirst"]):
     """Everything comply knows about one compensation-first claim (Beam state, one per
     complaint key): the task intel issued on it and the complaint's latest version.
 
@@ -766,62 +765,19 @@ class ClaimEvidence:
     """
 
     complaint: ComplaintFact | None = None
-    tasks: dict[str, TaskFact] = field(default_factory=dict)
-    clock_ms: int = 0
-    published: dict[str, Status] = field(default_factory=dict)
-
-    def add_task(self, task: TaskFact) -> None:
-        self.tasks[task.task_id] = task.merged(self.tasks.get(task.task_id))
 
     def add_complaint(self, c: ComplaintFact) -> None:
         self.complaint = _later(self.complaint, c)
 
-    def advance_clock(self, now_ms: int) -> None:
-        self.clock_ms = max(self.clock_ms, now_ms)
-
-    def next_deadline(self, rules: CompensationFirst) -> int | None:
-        """The earliest deadline of a task still open and not yet passed (for comply's
-        deadline index)."""
-        due = [
-            s.deadline_ms
-            for s in (claim_status(t, self, rules) for t in self.tasks.values())
-            if s.status == ISSUED and s.deadline_ms > self.clock_ms
-        ]
-        return min(due) if due else None
-
-    def changes(self, rules: CompensationFirst) -> list[Status]:
-        """The statuses that differ from those last published; marks them published."""
-        out = []
-        for task in self.tasks.values():
-            status = claim_status(task, self, rules)
-            if self.published.get(task.task_id) != status:
-                self.published[task.task_id] = status
-                out.append(status)
-        return out
+    def status_of(self, task: TaskFact, rules: CompensationFirst) -> Status:
+        return claim_status(task, self, rules)
 
 
 def claim_status(task: TaskFact, ev: ClaimEvidence, rules: CompensationFirst) -> Status:
     """The status of a COMPENSATION_FIRST ``task`` given what comply knows of its claim."""
-    base = Status(
-        task_id=task.task_id,
-        platform=task.platform,
-        listing_id=task.listing_id,
-        status=ISSUED,
-        issued_ms=task.issued_ms,
-        deadline_ms=task.deadline_ms,
-        evidence_kind=TASK,
-        evidence_ref=task.ref,
-        evidence_ms=task.issued_ms,
-        task_kind=COMPENSATION_FIRST,
-        complaint_id=task.complaint_id,
-    )
-    if task.withdrawn_ms is not None:
-        return base._replace(
-            status=WITHDRAWN,
-            evidence_ref=task.withdrawn_ref or task.ref,
-            evidence_ms=task.withdrawn_ms,
-            note=task.withdrawn_reason,
-        )
+    base = task.issued_status()
+    if base.status == WITHDRAWN:
+        return base
     deadline = task.deadline_ms
     c = ev.complaint
     ended = None if c is None else rules.ended_by(c)
