@@ -496,7 +496,8 @@ class Demo:
         # dated February-March: a replay for feed health, like the campaign's records
         self.ingest("9a. Ingest the complaints, listings and penalties", False)
         intel = self.run_intel("9b. Intel (bounded: what is final at the latest event read)")
-        self.show_intel(intel, HOTSPOT.model, claim_key())
+        excluded = f"{story.excluded['platform']}:{story.excluded['complaint_id']}"
+        self.show_intel(intel, HOTSPOT.model, claim_key(), excluded)
         claims = [
             t
             for t in intel.tasks
@@ -541,23 +542,25 @@ class Demo:
         print_intel_account(account, self.console)
         if not account.balanced:
             raise SystemExit("intel account does not balance")
-        # FLAG and COMPENSATION_FIRST tasks: the platforms bound or with listed sellers
-        tasks: dict[str, dict[str, Any]] = {}
-        for platform in self.platforms.ids:
-            for line in tail_records(self.bootstrap, self.topics.tasks(platform), timeout_s=1):
-                task = line["value"]
-                if task["kind"] in ("FLAG", "COMPENSATION_FIRST"):
-                    tasks[task["task_id"]] = task
+        sources = (sampling_topic(self.topics), leads_topic(self.topics),
+                   credit_topic(self.topics))  # fmt: skip
+        sampling, leads, credit, *per_platform = self.latest_values(
+            *sources, *(self.topics.tasks(p) for p in self.platforms.ids)
+        )
         return IntelRecords(
-            sampling=self.latest_values(sampling_topic(self.topics)),
-            leads=self.latest_values(leads_topic(self.topics)),
-            credit=self.latest_values(credit_topic(self.topics)),
-            tasks=list(tasks.values()),
-            sources=(sampling_topic(self.topics), leads_topic(self.topics),
-                     credit_topic(self.topics)),
-        )  # fmt: skip
+            sampling=sampling,
+            leads=leads,
+            credit=credit,
+            tasks=[
+                t
+                for tasks in per_platform
+                for t in tasks
+                if t["kind"] in ("FLAG", "COMPENSATION_FIRST")
+            ],
+            sources=sources,
+        )
 
-    def show_intel(self, intel: IntelRecords, hot_model: str, claim: str) -> None:
+    def show_intel(self, intel: IntelRecords, hot_model: str, claim: str, excluded: str) -> None:
         day = 86_400_000
         hot = [r for r in intel.sampling if r["model"] == hot_model]
         latest: dict[int, dict[str, Any]] = {}
@@ -592,8 +595,10 @@ class Demo:
                 ", ".join(lead["complaint_ids"]),
             )
         self.console.print(leads)
+        counted = any(excluded in lead["complaint_ids"] for lead in intel.leads)
         self.console.print(
-            "the refused return of fresh fruit is not among them: refusing it was lawful"
+            f"{excluded}, the refused return of fresh fruit, is "
+            + ("[red]counted[/red]" if counted else "not counted: refusing it was lawful")
         )
         first = table("platform", "complaint", "seller", "issued", "deadline",
                       title="compensation-first tasks")  # fmt: skip
@@ -658,8 +663,13 @@ class Demo:
                 latest[line["key"]] = line["value"]
         return latest
 
-    def latest_values(self, topic: str) -> list[dict[str, Any]]:
-        return list(self.latest_values_by_key(topic).values())
+    def latest_values(self, *topics: str) -> list[list[dict[str, Any]]]:
+        """The latest records per key of each topic, read side by side: a read ends after
+        a quiet second, and one after the other, a dozen topics would idle a dozen."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(topics)) as pool:
+            return [list(d.values()) for d in pool.map(self.latest_values_by_key, topics)]
 
     def write_reports(self, intel: IntelRecords | None = None) -> None:
         """Both reports for the regulator, in ./reports (git ignores it), before clean-up:
@@ -694,6 +704,9 @@ class Demo:
         for line in tail_records(self.bootstrap, self.topics.feed_health, timeout_s=1):
             health = FeedHealth.from_record(line["value"])
             healths[health.key] = health
+        statuses, scorecards = self.latest_values(
+            self.topics.compliance_status, self.topics.scorecards
+        )
         with self.console.status("writing the reports…"):
             feeds = write_feeds_report(
                 list(healths.values()),
@@ -704,8 +717,8 @@ class Demo:
             compliance = write_page(
                 out / "compliance",
                 render_compliance(
-                    self.latest_values(self.topics.compliance_status),
-                    self.latest_values(self.topics.scorecards),
+                    statuses,
+                    scorecards,
                     generated_at=now,
                     feeds_report="../feeds/index.html",
                     timezone=load_enforcement().calendar.timezone,
