@@ -18,7 +18,18 @@
 8. a spring campaign modelled on 2016's (503 batches, 172 FAIL): each platform
    acts on its tasks in its own way (prompt, slow, contradicted by its own feed,
    re-listing, disputing), the deadline crosses Labour Day, comply tracks every
-   task to its outcome and the scorecards say who complied.
+   task to its outcome and the scorecards say who complied;
+9. complaint intelligence and credit (omm/intel_story.py): a cluster of complaints
+   about one product on six platforms and the 12315 hotline becomes a sampling
+   recommendation, a seller's violation complaints a case lead (a lawful refusal to
+   take back fresh food left out), a tmall claim open past its 7 days a
+   compensation-first task (which tmall then resolves before its deadline: comply's
+   status of it is shown), and an enterprise's third product-safety penalty in two
+   years puts it on the serious-violation list, its live listings flagged to taobao
+   and jd. Intel runs bounded, so it emits what is final at the latest event read.
+
+Then both reports (compliance, with intel's sections, and feed health) are written
+to ./reports.
 
 Each run works in a private topic namespace (``demo<time>-<random>.``) and deletes
 it at the end, whether the story finished, failed or was interrupted; ``--keep``
@@ -33,7 +44,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kafka.errors import KafkaError
@@ -62,6 +74,44 @@ POWER_BANK = next(p for p in CATALOG if p.model == "PG-20000")
 HEATER = next(p for p in CATALOG if p.model == "WH-H2")
 DRIFTING = "dangdang"
 PASSED = [p for p in CATALOG if p not in (COOKER, POWER_BANK, HEATER)][:5]
+
+
+@dataclass(frozen=True)
+class IntelRecords:
+    """What intel published (latest per key), for chapter 9's tables and the report."""
+
+    sampling: list[dict[str, Any]]
+    leads: list[dict[str, Any]]
+    credit: list[dict[str, Any]]
+    tasks: list[dict[str, Any]]  # FLAG and COMPENSATION_FIRST
+    sources: tuple[str, str, str]  # the sampling, leads and credit topics
+
+
+def _ms(value: Any) -> int:
+    """Epoch millis of a decoded timestamp (a datetime, or millis)."""
+    return value if isinstance(value, int) else int(value.timestamp() * 1000)
+
+
+def _when(value: Any) -> datetime:
+    return datetime.fromtimestamp(_ms(value) / 1000, UTC).astimezone(CST)
+
+
+def _day(value: Any) -> str:
+    """A window's or an event's local (Beijing) day."""
+    return f"{_when(value):%Y-%m-%d}"
+
+
+def _span(start: Any, end: Any) -> str:
+    """A window of whole local days: its first and last day (its end is exclusive)."""
+    return f"{_day(start)} to {_day(_ms(end) - 1)}"
+
+
+def _local(value: Any) -> str:
+    return f"{_when(value):%Y-%m-%d %H:%M}"
+
+
+def _pairs(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 class Demo:
@@ -411,28 +461,252 @@ class Demo:
             self.push("listings", platform, observations)
         self.ingest("8e. Ingest after the decisions", False)
         self.comply("8f. Comply again (state rebuilt from the topics, same statuses)")
-        statuses, cards = self.show_scorecards(PUBLISHED.astimezone(CST).date().isoformat())
-        self.write_reports(statuses, cards)
+        self.show_scorecards(PUBLISHED.astimezone(CST).date().isoformat())
 
-    def write_reports(
-        self, statuses: dict[str, dict[str, Any]], cards: dict[str, dict[str, Any]]
-    ) -> None:
-        """Both reports for the regulator, in ./reports (git ignores it), before clean-up."""
-        from datetime import UTC, datetime
+    def intelligence(self) -> IntelRecords:
+        """Chapter 9: complaints, penalties and listings through intel, and what it found."""
+        from omm.intel_story import (
+            CLAIM_PLATFORM,
+            ENTERPRISE_NAME,
+            HOTSPOT,
+            LEAD_SELLER,
+            RESOLVED_AT,
+            claim_key,
+            intel_story,
+            resolution,
+        )
+
+        self.console.rule("[b]9. Complaint intelligence and credit")
+        story = intel_story()
+        self.console.print(
+            f"{len(story.hotspot)} complaints about the {HOTSPOT.brand} {HOTSPOT.model} car seat "
+            f"on {len({c['platform'] for c in story.hotspot})} platforms and the 12315 hotline "
+            f"(9-12 March 2026); {len(story.lead)} complaints against {LEAD_SELLER}, one of them "
+            "a refused return of fresh fruit (lawful: fresh food has no 7-day return right); "
+            f"a {CLAIM_PLATFORM} after-sales claim open since 2 March; three product-safety "
+            f"penalties in two years against {ENTERPRISE_NAME}"
+        )
+        with self.console.status("the platforms push complaints and listings, the regulator "
+                                 "publishes penalties…"):  # fmt: skip
+            for platform, records in story.complaints.items():
+                self.push("complaints", platform, records)
+            for platform, records in story.listings.items():
+                self.push("listings", platform, records)
+            self.push("penalties", None, story.penalties)
+        # dated February-March: a replay for feed health, like the campaign's records
+        self.ingest("9a. Ingest the complaints, listings and penalties", False)
+        intel = self.run_intel("9b. Intel (bounded: what is final at the latest event read)")
+        excluded = f"{story.excluded['platform']}:{story.excluded['complaint_id']}"
+        self.show_intel(intel, HOTSPOT.model, claim_key(), excluded)
+        claims = [
+            t
+            for t in intel.tasks
+            if t["kind"] == "COMPENSATION_FIRST" and t["complaint_id"] == claim_key()
+        ]
+        missing = [
+            what
+            for what, found in (
+                ("the hotspot's recommendations", [r for r in intel.sampling
+                                                   if r["model"] == HOTSPOT.model]),
+                (f"{LEAD_SELLER}'s case lead", [x for x in intel.leads
+                                                if x["seller_id"] == LEAD_SELLER]),
+                ("the stalled claim's task", claims),
+                (f"{ENTERPRISE_NAME} on the list", intel.credit),
+            )
+            if not found
+        ]  # fmt: skip
+        if missing:
+            raise SystemExit("intel did not find " + ", ".join(missing))
+        self.console.print(
+            f"{CLAIM_PLATFORM} compensates the consumer and resolves the claim on "
+            f"{RESOLVED_AT.astimezone(CST):%d %B %H:%M}, before the task's deadline"
+        )
+        self.push("complaints", CLAIM_PLATFORM, [resolution(story)])
+        self.ingest("9c. Ingest the resolution", False)
+        self.comply("9d. Comply: the compensation-first task")
+        self.show_compensation_status(claims)
+        return intel
+
+    def run_intel(self, title: str) -> IntelRecords:
+        from omm.beam_runtime import pipeline_args_with_defaults
+        from omm.jobs import intel_job
+        from omm.tables import print_intel_account
+        from pipelines.intel import credit_topic, leads_topic, run_intel, sampling_topic
+
+        self.console.rule(f"[b]{title}")
+        job = intel_job(self.bootstrap, self.topics, idle_timeout_s=IDLE_S, settings=self.settings)
+        with self.console.status(
+            "intel running: complaints, penalties, inspections and listings, in event time…"
+        ):
+            account = run_intel(job, pipeline_args_with_defaults(None, streaming=False))
+        print_intel_account(account, self.console)
+        if not account.balanced:
+            raise SystemExit("intel account does not balance")
+        sources = (sampling_topic(self.topics), leads_topic(self.topics),
+                   credit_topic(self.topics))  # fmt: skip
+        sampling, leads, credit, *per_platform = self.latest_values(
+            *sources, *(self.topics.tasks(p) for p in self.platforms.ids)
+        )
+        return IntelRecords(
+            sampling=sampling,
+            leads=leads,
+            credit=credit,
+            tasks=[
+                t
+                for tasks in per_platform
+                for t in tasks
+                if t["kind"] in ("FLAG", "COMPENSATION_FIRST")
+            ],
+            sources=sources,
+        )
+
+    def show_intel(self, intel: IntelRecords, hot_model: str, claim: str, excluded: str) -> None:
+        day = 86_400_000
+        hot = [r for r in intel.sampling if r["model"] == hot_model]
+        latest: dict[int, dict[str, Any]] = {}
+        for r in hot:
+            days = (_ms(r["window_end"]) - _ms(r["window_start"])) // day
+            if days not in latest or _ms(r["window_end"]) > _ms(latest[days]["window_end"]):
+                latest[days] = r
+        recs = table(
+            "window", "product", "score", "complaints", "by platform", "by type", "rank",
+            counts=("score", "complaints", "rank"),
+            title=f"sampling recommendations: {len(hot)} windows hold the hotspot; the latest "
+                  "of each length",
+        )  # fmt: skip
+        for days, r in sorted(latest.items()):
+            recs.add_row(
+                f"{days} days, {_span(r['window_start'], r['window_end'])}",
+                f"{r['brand']} {r['model']} ({r['product_key']})",
+                f"{r['score']:g}",
+                str(r["complaint_count"]),
+                _pairs(r["counts_by_platform"]),
+                _pairs(r["counts_by_issue_type"]) + "; " + _pairs(r["counts_by_channel"]),
+                str(r["rank"]),
+            )
+        self.console.print(recs)
+        leads = table("seller", "violation complaints", "window", "complaint ids",
+                      counts=("violation complaints",), title="case leads")  # fmt: skip
+        for lead in intel.leads:
+            leads.add_row(
+                f"{lead['platform']}:{lead['seller_id']}",
+                f"{lead['violation_complaints']} (threshold {lead['threshold']})",
+                _span(lead["window_start"], lead["window_end"]),
+                ", ".join(lead["complaint_ids"]),
+            )
+        self.console.print(leads)
+        counted = any(excluded in lead["complaint_ids"] for lead in intel.leads)
+        self.console.print(
+            f"{excluded}, the refused return of fresh fruit, is "
+            + ("[red]counted[/red]" if counted else "not counted: refusing it was lawful")
+        )
+        first = table("platform", "complaint", "seller", "issued", "deadline",
+                      title="compensation-first tasks")  # fmt: skip
+        for t in intel.tasks:
+            if t["kind"] == "COMPENSATION_FIRST":
+                first.add_row(
+                    t["platform"],
+                    t["complaint_id"]
+                    + (" (the stalled claim)" if t["complaint_id"] == claim else ""),
+                    t["seller_id"],
+                    _local(t["issued_at"]),
+                    _local(t["deadline_at"]),
+                )
+        self.console.print(first)
+        listed = table("enterprise", "event", "since", "penalties", "sellers",
+                       title="serious-violation list")  # fmt: skip
+        for e in intel.credit:
+            listed.add_row(
+                f"{e['enterprise_name']} ({e['enterprise_id']})",
+                e["event"],
+                _day(e["effective_at"]),
+                ", ".join(e["penalty_ids"]),
+                ", ".join(e["sellers"]),
+            )
+        self.console.print(listed)
+        flags = table("platform", "listing", "seller", "state",
+                      title="FLAG tasks: the listed enterprise's live listings")  # fmt: skip
+        for t in sorted(intel.tasks, key=lambda t: (t["platform"], t["listing_id"] or "")):
+            if t["kind"] == "FLAG":
+                flags.add_row(t["platform"], t["listing_id"] or "-", t["seller_id"], t["state"])
+        self.console.print(flags)
+
+    def show_compensation_status(self, claims: list[dict[str, Any]]) -> None:
+        if not claims:
+            self.console.print("[red]no compensation-first task for the stalled claim[/red]")
+            return
+        wanted = {t["task_id"] for t in claims}
+        statuses = {
+            k: s
+            for k, s in self.latest_values_by_key(self.topics.compliance_status).items()
+            if s.get("task_id") in wanted
+        }
+        for task in claims:
+            found = next((s for s in statuses.values() if s["task_id"] == task["task_id"]), None)
+            if found is None:
+                # comply tracks COMPENSATION_FIRST tasks once that part of it lands
+                self.console.print(
+                    f"{task['task_id']} ({task['platform']} {task['complaint_id']}): no status yet"
+                )
+            else:
+                self.console.print(
+                    f"{task['task_id']} ({task['platform']} {task['complaint_id']}): "
+                    f"[b]{found['status']}[/b]"
+                    + (f" — {found['note']}" if found.get("note") else "")
+                )
+
+    def latest_values_by_key(self, topic: str) -> dict[str, dict[str, Any]]:
+        """The latest record per key of a topic."""
+        latest: dict[str, dict[str, Any]] = {}
+        for line in tail_records(self.bootstrap, topic, timeout_s=1):
+            if line.get("value") is not None:
+                latest[line["key"]] = line["value"]
+        return latest
+
+    def latest_values(self, *topics: str) -> list[list[dict[str, Any]]]:
+        """The latest records per key of each topic, read side by side: a read ends after
+        a quiet second, and one after the other, a dozen topics would idle a dozen."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(topics)) as pool:
+            return [list(d.values()) for d in pool.map(self.latest_values_by_key, topics)]
+
+    def write_reports(self, intel: IntelRecords | None = None) -> None:
+        """Both reports for the regulator, in ./reports (git ignores it), before clean-up:
+        the latest compliance statuses and scorecards, and what intel found."""
         from pathlib import Path
 
         from omm.config import load_enforcement
         from omm.reports.compliance import render_compliance
         from omm.reports.feeds import write_feeds_report
+        from omm.reports.intel import IntelSources
         from omm.reports.page import write_page
         from pipelines.feed_health.results import FeedHealth
 
         out = Path("reports")
         now = datetime.now(UTC)
+        intel_sections: dict[str, Any] = {}
+        if intel is not None:
+            sampling, leads, credit = intel.sources
+            intel_sections = {
+                "sampling_records": intel.sampling,
+                "lead_records": intel.leads,
+                "credit_records": intel.credit,
+                "task_records": intel.tasks,
+                "intel_sources": IntelSources(
+                    sampling=sampling,
+                    leads=leads,
+                    credit=credit,
+                    tasks=self.topics.tasks("<platform>"),
+                ),
+            }
         healths: dict[str, FeedHealth] = {}
         for line in tail_records(self.bootstrap, self.topics.feed_health, timeout_s=1):
             health = FeedHealth.from_record(line["value"])
             healths[health.key] = health
+        statuses, scorecards = self.latest_values(
+            self.topics.compliance_status, self.topics.scorecards
+        )
         with self.console.status("writing the reports…"):
             feeds = write_feeds_report(
                 list(healths.values()),
@@ -443,12 +717,13 @@ class Demo:
             compliance = write_page(
                 out / "compliance",
                 render_compliance(
-                    statuses.values(),
-                    cards.values(),
+                    statuses,
+                    scorecards,
                     generated_at=now,
                     feeds_report="../feeds/index.html",
                     timezone=load_enforcement().calendar.timezone,
                     sources=(self.topics.compliance_status, self.topics.scorecards),
+                    **intel_sections,
                 ),
             )
         self.console.print(f"compliance report: {compliance.resolve()}")
@@ -668,5 +943,7 @@ def run_demo(
         demo.aftermath(tasks)
         demo.show_feedback()
         demo.spring_campaign()
+        intel = demo.intelligence()
+        demo.write_reports(intel)
     finally:
         demo.clean_up()
