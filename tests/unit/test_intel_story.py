@@ -21,8 +21,10 @@ from omm.intel_story import (
     intel_story,
     resolution,
 )
+from pipelines.rules.compliance import TaskFact
 from pipelines.rules.credit import LISTED, EnterpriseState, penalty_fact
 from pipelines.rules.intel import (
+    ClaimEvidence,
     ClaimState,
     CompensationFirst,
     ComplaintFact,
@@ -130,8 +132,14 @@ def test_the_stalled_claim_is_a_task_then_resolved_on_time() -> None:
     assert task["issued_at"] < ms(RESOLVED_AT) <= task["deadline_at"]
     [resolved] = facts(story, [resolution(story)])
     assert claim.add(resolved, rules) == []  # still due: resolved after its period
-    status = claim.status(WATERMARK, rules)
-    assert status is not None and status.status == "COMPLETED_ON_TIME"
+    # comply's view: the task and the claim's versions
+    tracked = ClaimEvidence()
+    tracked.add_task(TaskFact.of(task, "omm.tasks.tmall/0/0", task["issued_at"]))
+    tracked.add_complaint(fact)
+    tracked.add_complaint(resolved)
+    tracked.advance_clock(WATERMARK)
+    [status] = tracked.changes(rules)
+    assert status.status == "COMPLETED_ON_TIME"
 
 
 def test_the_enterprise_is_listed_and_flagged_on_two_platforms() -> None:
