@@ -116,6 +116,7 @@ class SamplingConfig(_Strict):
     inspected_within_days: int = Field(ge=0)
     max_examples: int = Field(ge=0)
     max_recommendations: int = Field(ge=1)
+    max_complaints_per_consumer: int = Field(ge=1)
 
     @field_validator("weights")
     @classmethod
@@ -142,6 +143,7 @@ class CaseLeadConfig(_Strict):
     violation_issue_types: tuple[str, ...] = Field(min_length=1)
     return_refused_excluded_categories: tuple[str, ...]
     count_return_refused_without_category: bool
+    max_complaints_per_consumer: int = Field(ge=1)
 
     @field_validator("violation_issue_types")
     @classmethod
@@ -221,6 +223,9 @@ class ComplaintFact(NamedTuple):
     model: str | None = None
     listing_id: str | None = None
     category: str | None = None  # of the goods, from the listing feed; None when unknown
+    # the consumer's pseudonym, scoped like complaint ids: kept to cap how much one
+    # consumer counts (see capped), never written to any output
+    consumer: str | None = None
 
     @property
     def key(self) -> str:
@@ -265,7 +270,28 @@ def complaint_fact(
         model=model,
         listing_id=record.get("listing_id"),
         category=category,
+        consumer=f"{_scope(record)}:{record['consumer_id']}" if record.get("consumer_id") else None,
     )
+
+
+def _scope(record: Mapping[str, Any]) -> str:
+    """Where complaint and consumer ids are unique: 12315's ids within 12315."""
+    return "12315" if record.get("channel") == HOTLINE else str(record["platform"])
+
+
+def capped(complaints: Iterable[ComplaintFact], per_consumer: int) -> list[ComplaintFact]:
+    """The complaints that count: at most ``per_consumer`` of one consumer (the earliest),
+    so one person's repeated complaints cannot make a hotspot or a case on their own.
+    In order of receipt, then complaint id."""
+    seen: Counter[str] = Counter()
+    out = []
+    for c in sorted(complaints, key=lambda c: (c.received_ms, c.key)):
+        if c.consumer is not None:
+            seen[c.consumer] += 1
+            if seen[c.consumer] > per_consumer:
+                continue
+        out.append(c)
+    return out
 
 
 def _version(c: ComplaintFact) -> tuple[Any, ...]:
@@ -497,6 +523,7 @@ class ProductComplaints(_Windowed):
         self, w: Window, inside: list[ComplaintFact], rule: SamplingWindow, cfg: IntelConfig
     ) -> SamplingCandidate | None:
         s = cfg.sampling
+        inside = capped(inside, s.max_complaints_per_consumer)
         by_type = _counts(c.issue_type for c in inside)
         value = score(by_type, s)
         if len(inside) < rule.min_complaints or value < rule.min_score:
@@ -633,7 +660,9 @@ class SellerComplaints(_Windowed):
         rule = cfg.case_leads
         out: list[CaseLead] = []
         for w, inside in self._closing(watermark_ms, (rule.window_days,), cfg):
-            counted = [c for c in inside if is_violation(c, rule)]
+            counted = capped(
+                (c for c in inside if is_violation(c, rule)), rule.max_complaints_per_consumer
+            )
             fresh = [c for c in counted if c.key not in self.led]
             if len(fresh) < rule.threshold:
                 continue
@@ -867,6 +896,7 @@ __all__ = [
     "SamplingWindow",
     "SellerComplaints",
     "Window",
+    "capped",
     "category_excluded",
     "claim_status",
     "compensation_task",

@@ -4,6 +4,7 @@ compensation-first, at their edges, in event time, without Beam or Kafka."""
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import random
 import shutil
@@ -58,6 +59,7 @@ def comp(
     key: str | None = "midea|MKHJ1705",
     category: str | None = "kitchen",
     hour: int = 10,
+    consumer: str | None = None,
 ) -> it.ComplaintFact:
     n = next(_seq)
     return it.ComplaintFact(
@@ -75,6 +77,7 @@ def comp(
         model="MK-HJ1705" if key else None,
         listing_id="L-1",
         category=category,
+        consumer=consumer,
     )
 
 
@@ -543,7 +546,11 @@ def _complaint_record(**over: Any) -> dict[str, Any]:
 def test_every_output_encodes_with_its_contract_and_carries_no_personal_data() -> None:
     registry = SchemaRegistry.load()
     facts = [
-        it.complaint_fact(_complaint_record(complaint_id=f"C-{i}"), f"c/0/{i}", MATCHING)
+        it.complaint_fact(
+            _complaint_record(complaint_id=f"C-{i}", consumer_id=f"{CONSUMER}-{i}"),
+            f"c/0/{i}",
+            MATCHING,
+        )
         for i in range(max(LEADS.threshold, 8))
     ]
     seller = it.SellerComplaints()
@@ -568,6 +575,56 @@ def test_every_output_encodes_with_its_contract_and_carries_no_personal_data() -
             assert secret not in text, f"{entity} carries {secret!r}"
         assert "tmall:C-0" in text  # the evidence is there, as complaint ids
     assert encoded[0][1]["complaint_ids"] == sorted(f.key for f in facts)
+
+
+def test_one_consumer_counts_at_most_the_cap_toward_a_hotspot_or_a_case() -> None:
+    cap = LEADS.max_complaints_per_consumer
+    needed = LEADS.threshold
+    # one consumer's complaints one over the cap, the rest from distinct consumers
+    repeat = [comp(D0, hour=8 + i, consumer="tmall:ps-1") for i in range(cap + 1)]
+    others = [comp(D0, consumer=f"tmall:ps-{i + 2}") for i in range(needed - cap - 1)]
+    assert len(repeat + others) == needed
+    assert len(it.capped(repeat + others, cap)) == needed - 1
+    assert _leads(repeat + others) == []
+    # one more consumer: a lead, without the complaint over the cap (ps-1's latest)
+    [lead] = _leads([*repeat, *others, comp(D0, consumer="tmall:ps-99")])
+    assert repeat[-1].key not in lead.complaint_ids and len(lead.complaint_ids) == needed
+    # a complaint without a consumer is never capped
+    assert len(it.capped([comp(D0) for _ in range(cap + 3)], cap)) == cap + 3
+
+
+def test_one_consumer_alone_makes_no_hotspot() -> None:
+    cap = CFG.sampling.max_complaints_per_consumer
+    week = next(w for w in CFG.sampling.windows if w.days == 7)
+    # enough QUALITY complaints for the 7-day window, all from one consumer
+    n = max(week.min_complaints, math.ceil(week.min_score / CFG.sampling.weights["QUALITY"]))
+    assert n > cap
+    one = [comp(D0, hour=8 + i, consumer="tmall:ps-7") for i in range(n)]
+    many = [c._replace(consumer=f"tmall:ps-{i}") for i, c in enumerate(one)]
+    assert _recommended(many, 7) and not _recommended(one, 7)
+
+
+def test_consumers_are_told_apart_within_a_platform_or_12315() -> None:
+    record = _complaint_record(consumer_id="ps-1")
+    assert it.complaint_fact(record, "x/0/1").consumer == "tmall:ps-1"
+    hotline = it.complaint_fact({**record, "channel": "HOTLINE_12315"}, "x/0/2")
+    assert hotline.consumer == "12315:ps-1"
+    other = it.complaint_fact({**record, "platform": "jd"}, "x/0/3")
+    assert len(it.capped([it.complaint_fact(record, "x/0/1"), hotline, other], 1)) == 3
+
+
+def _recommended(complaints: list[it.ComplaintFact], days: int) -> bool:
+    state = it.ProductComplaints()
+    for c in complaints:
+        state.add(c, CFG)
+    return any(c.window.days == days for c in state.advance(ms(FAR), CFG))
+
+
+def _leads(complaints: list[it.ComplaintFact]) -> list[it.CaseLead]:
+    state = it.SellerComplaints()
+    for c in complaints:
+        state.add(c, CFG)
+    return state.advance(ms(FAR), CFG)
 
 
 def test_config_and_states_pickle_for_beam_workers() -> None:
