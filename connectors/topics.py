@@ -87,6 +87,21 @@ class TopicNames:
     def feed_health(self) -> str:
         return self._n("omm.feed.health")
 
+    @property
+    def sampling(self) -> str:
+        """Targeted-sampling recommendations (the regulator's alone)."""
+        return self._n("omm.intel.sampling")
+
+    @property
+    def leads(self) -> str:
+        """Case leads (the regulator's alone)."""
+        return self._n("omm.intel.leads")
+
+    @property
+    def credit_events(self) -> str:
+        """The serious-violation list's events (the regulator's alone)."""
+        return self._n("omm.credit.events")
+
     def sources(self, platforms: list[str]) -> list[SourceTopic]:
         """Every topic ingest reads: each platform's feeds, then the regulator's."""
         out = [

@@ -612,12 +612,11 @@ def _ready_for_intel(bootstrap: str | None, prefix: str) -> str:
     """The bootstrap, once it answered and has every topic intel reads and writes."""
     from connectors.topics import TopicNames
     from omm.config import load_platforms
-    from pipelines.intel import credit_topic, leads_topic, sampling_topic
 
     cluster = _reach(bootstrap)
     names = TopicNames(prefix)
     wanted = [names.valid(e) for e in ("complaint", "penalty", "inspection", "listing")]
-    wanted += [sampling_topic(names), leads_topic(names), credit_topic(names)]
+    wanted += [names.sampling, names.leads, names.credit_events]
     cluster.require(wanted + [names.tasks(p) for p in load_platforms().ids], prefix)
     return cluster.bootstrap
 

@@ -55,7 +55,7 @@ from connectors import kafka_client
 from connectors.kafka_client import delete_namespace
 from connectors.probe import Cluster, probe
 from connectors.push import push_records
-from connectors.tail import tail_records
+from connectors.tail import read_to_end, tail_records
 from connectors.topics import TopicNames
 from omm.campaign import CST
 from omm.client_logs import quiet_slow_task_warnings
@@ -288,7 +288,7 @@ class Demo:
         from pipelines.feed_health.results import FeedHealth
 
         latest: dict[str, FeedHealth] = {}
-        for line in tail_records(self.bootstrap, self.topics.feed_health, timeout_s=1):
+        for line in read_to_end(self.bootstrap, self.topics.feed_health):
             health = FeedHealth.from_record(line["value"])
             latest[health.key] = health
         healthy = [h for h in latest.values() if h.success]
@@ -345,9 +345,7 @@ class Demo:
                 ),
             )
         self.console.print(tasks_table)
-        reviews = [
-            line["value"] for line in tail_records(self.bootstrap, self.topics.review, timeout_s=1)
-        ]
+        reviews = [line["value"] for line in read_to_end(self.bootstrap, self.topics.review)]
         for r in reviews:
             self.console.print(
                 f"[cyan]for review[/cyan] {r['platform']} {r['listing_id']} "
@@ -531,7 +529,7 @@ class Demo:
         from omm.beam_runtime import pipeline_args_with_defaults
         from omm.jobs import intel_job
         from omm.tables import print_intel_account
-        from pipelines.intel import credit_topic, leads_topic, run_intel, sampling_topic
+        from pipelines.intel import run_intel
 
         self.console.rule(f"[b]{title}")
         job = intel_job(self.bootstrap, self.topics, idle_timeout_s=IDLE_S, settings=self.settings)
@@ -542,8 +540,8 @@ class Demo:
         print_intel_account(account, self.console)
         if not account.balanced:
             raise SystemExit("intel account does not balance")
-        sources = (sampling_topic(self.topics), leads_topic(self.topics),
-                   credit_topic(self.topics))  # fmt: skip
+        sources = (self.topics.sampling, self.topics.leads,
+                   self.topics.credit_events)  # fmt: skip
         sampling, leads, credit, *per_platform = self.latest_values(
             *sources, *(self.topics.tasks(p) for p in self.platforms.ids)
         )
@@ -656,20 +654,17 @@ class Demo:
                 )
 
     def latest_values_by_key(self, topic: str) -> dict[str, dict[str, Any]]:
-        """The latest record per key of a topic."""
+        """The latest record per key of a topic, read to the end offsets it has now (the
+        stages that wrote it have finished: nothing is waited for)."""
         latest: dict[str, dict[str, Any]] = {}
-        for line in tail_records(self.bootstrap, topic, timeout_s=1):
+        for line in read_to_end(self.bootstrap, topic):
             if line.get("value") is not None:
                 latest[line["key"]] = line["value"]
         return latest
 
     def latest_values(self, *topics: str) -> list[list[dict[str, Any]]]:
-        """The latest records per key of each topic, read side by side: a read ends after
-        a quiet second, and one after the other, a dozen topics would idle a dozen."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=len(topics)) as pool:
-            return [list(d.values()) for d in pool.map(self.latest_values_by_key, topics)]
+        """The latest records per key of each topic."""
+        return [list(self.latest_values_by_key(topic).values()) for topic in topics]
 
     def write_reports(self, intel: IntelRecords | None = None) -> None:
         """Both reports for the regulator, in ./reports (git ignores it), before clean-up:
@@ -701,7 +696,7 @@ class Demo:
                 ),
             }
         healths: dict[str, FeedHealth] = {}
-        for line in tail_records(self.bootstrap, self.topics.feed_health, timeout_s=1):
+        for line in read_to_end(self.bootstrap, self.topics.feed_health):
             health = FeedHealth.from_record(line["value"])
             healths[health.key] = health
         statuses, scorecards = self.latest_values(
@@ -770,10 +765,10 @@ class Demo:
     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         """The DAY scorecards of ``day``; returns the latest statuses and scorecards."""
         latest: dict[str, dict[str, Any]] = {}
-        for line in tail_records(self.bootstrap, self.topics.scorecards, timeout_s=1):
+        for line in read_to_end(self.bootstrap, self.topics.scorecards):
             latest[line["key"]] = line["value"]
         statuses: dict[str, dict[str, Any]] = {}
-        for line in tail_records(self.bootstrap, self.topics.compliance_status, timeout_s=1):
+        for line in read_to_end(self.bootstrap, self.topics.compliance_status):
             statuses[line["key"]] = line["value"]
         cards = table(
             "platform", "tasks", "on time", "late", "overdue", "relisted", "KPI1", "KPI2",
@@ -913,7 +908,7 @@ class Demo:
     def latest_tasks(self) -> dict[str, dict[str, Any]]:
         latest: dict[str, dict[str, Any]] = {}
         for platform in self.platforms.ids:
-            for line in tail_records(self.bootstrap, self.topics.tasks(platform), timeout_s=1):
+            for line in read_to_end(self.bootstrap, self.topics.tasks(platform)):
                 latest[line["value"]["task_id"]] = line["value"]
         return latest
 

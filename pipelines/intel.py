@@ -128,19 +128,6 @@ NEVER = -(2**62)
 PRODUCT, SELLER, CLAIM, ENTERPRISE = "P|", "S|", "C|", "E|"
 
 
-def sampling_topic(topics: TopicNames) -> str:
-    # TopicNames (connectors/) has no intel names yet; the catalog's names, namespaced
-    return f"{topics.prefix}omm.intel.sampling"
-
-
-def leads_topic(topics: TopicNames) -> str:
-    return f"{topics.prefix}omm.intel.leads"
-
-
-def credit_topic(topics: TopicNames) -> str:
-    return f"{topics.prefix}omm.credit.events"
-
-
 @dataclass(frozen=True)
 class IntelJob:
     """Everything intel's workers need (the application makes it: ``omm.jobs``)."""
@@ -469,15 +456,13 @@ class Rules:
                 out.append(Candidate((c.window.end_ms, c.window.days), c))
         elif isinstance(state, SellerComplaints):
             for lead in state.advance(wm, self.cfg):
-                out.append(
-                    Out(leads_topic(self.topics), lead.lead_id, "case_lead", lead.to_record(wm))
-                )
+                out.append(Out(self.topics.leads, lead.lead_id, "case_lead", lead.to_record(wm)))
         elif isinstance(state, ClaimState):
             out.extend(self._task(task) for task in state.advance(wm, self.claims))
         else:
             for event in state.advance(wm, self.cfg.credit):
                 record = event.to_record(wm)
-                out.append(Out(credit_topic(self.topics), event.event_id, "credit_event", record))
+                out.append(Out(self.topics.credit_events, event.event_id, "credit_event", record))
                 out.extend(Listed(seller, event) for seller in event.sellers)
         return out
 
@@ -687,7 +672,7 @@ class _RankLiveFn(beam.DoFn):
     def __init__(self, job: IntelJob):
         self._cfg = job.config
         self._shards = job.clock.shards
-        self._topic = sampling_topic(job.topics)
+        self._topic = job.topics.sampling
 
     def setup(self) -> None:
         self._recommendations = Metrics.counter(STAGE, "recommendations")
@@ -814,7 +799,7 @@ class _RankFn(beam.DoFn):
 
     def __init__(self, job: IntelJob):
         self._cfg = job.config
-        self._topic = sampling_topic(job.topics)
+        self._topic = job.topics.sampling
 
     def setup(self) -> None:
         self._recommendations = Metrics.counter(STAGE, "recommendations")

@@ -37,7 +37,7 @@ from omm.bench.runners import Runner, load_average
 from omm.config import load_platforms, resolved_topics
 from omm.generate import ISSUE_TYPES, FeedGenerator
 from omm.jobs import intel_job
-from pipelines.intel import Intel, account_from_metrics, credit_topic, leads_topic, sampling_topic
+from pipelines.intel import Intel, account_from_metrics
 from pipelines.running import run
 from schemas.registry import SchemaRegistry
 
@@ -305,9 +305,9 @@ class IntelBench:
             # the run has ended and flushed: its outputs are on the topics; the task topics
             # are read for their newest record only (flags and claims share them)
             expect = {
-                sampling_topic(topics): account.recommendations,
-                leads_topic(topics): account.leads,
-                credit_topic(topics): account.credit_events,
+                topics.sampling: account.recommendations,
+                topics.leads: account.leads,
+                topics.credit_events: account.credit_events,
                 **{topics.tasks(p): 0 for p in self.platforms},
             }
             last = last_append_ms(self.bootstrap, expect) / 1000.0

@@ -29,7 +29,7 @@ from omm.cli import app
 from omm.config import load_intel, load_platforms
 from omm.generate import CATALOG, FeedGenerator
 from omm.jobs import intel_job
-from pipelines.intel import IntelAccount, credit_topic, leads_topic, run_intel, sampling_topic
+from pipelines.intel import IntelAccount, run_intel
 from tests.helpers import REGISTRY, fresh_namespace, produce_avro, produce_raw, read_all
 
 pytestmark = pytest.mark.integration
@@ -156,9 +156,9 @@ class Market:
 
     def outputs(self) -> dict[str, list[dict[str, Any]]]:
         return {
-            "sampling": self.read(sampling_topic(self.topics)),
-            "leads": self.read(leads_topic(self.topics)),
-            "credit": self.read(credit_topic(self.topics)),
+            "sampling": self.read(self.topics.sampling),
+            "leads": self.read(self.topics.leads),
+            "credit": self.read(self.topics.credit_events),
             **{p: self.read(self.topics.tasks(p)) for p in PLATFORMS},
         }
 
@@ -323,7 +323,7 @@ def test_a_streaming_run_counts_a_record_past_the_lateness_as_late(market: Marke
     )
     runner.start()
     deadline = time.monotonic() + 120
-    while len(read_all(market.bootstrap, sampling_topic(market.topics), timeout_s=1.0)) < 7:
+    while len(read_all(market.bootstrap, market.topics.sampling, timeout_s=1.0)) < 7:
         assert time.monotonic() < deadline and runner.is_alive(), "no recommendations"
         time.sleep(0.5)
     late = market.complaint("suning", "s5", cst(2026, 3, 3, 20), product=KETTLE)

@@ -42,7 +42,6 @@ from typer.testing import CliRunner
 from connectors.topics import TopicNames
 from omm.cli import app
 from pipelines.feed_health.results import ExpectationOutcome, FeedHealth
-from pipelines.intel import credit_topic, leads_topic, sampling_topic
 from tests.helpers import REGISTRY, fresh_namespace, produce_avro, produce_raw
 from tests.offline import other_origin_references, self_contained_problems
 
@@ -339,7 +338,7 @@ def _produce_intel(bootstrap: str, topics: TopicNames) -> None:
     ]
     produce_avro(
         bootstrap,
-        sampling_topic(topics),
+        topics.sampling,
         "sampling_recommendation",
         (
             {
@@ -366,7 +365,7 @@ def _produce_intel(bootstrap: str, topics: TopicNames) -> None:
     )
     produce_avro(
         bootstrap,
-        leads_topic(topics),
+        topics.leads,
         "case_lead",
         [
             {
@@ -402,7 +401,7 @@ def _produce_intel(bootstrap: str, topics: TopicNames) -> None:
 
     produce_avro(
         bootstrap,
-        credit_topic(topics),
+        topics.credit_events,
         "credit_event",
         [
             event("ev-on", "ENT-ON", "LISTED", NOW - timedelta(days=9)),
