@@ -642,16 +642,13 @@ class Demo:
         for task in claims:
             found = next((s for s in statuses.values() if s["task_id"] == task["task_id"]), None)
             if found is None:
-                # comply tracks COMPENSATION_FIRST tasks once that part of it lands
-                self.console.print(
-                    f"{task['task_id']} ({task['platform']} {task['complaint_id']}): no status yet"
-                )
-            else:
-                self.console.print(
-                    f"{task['task_id']} ({task['platform']} {task['complaint_id']}): "
-                    f"[b]{found['status']}[/b]"
-                    + (f" — {found['note']}" if found.get("note") else "")
-                )
+                raise SystemExit(f"comply published no status for {task['task_id']}")
+            self.console.print(
+                f"{task['task_id']} ({task['platform']} {task['complaint_id']}): "
+                f"[b]{found['status']}[/b]" + (f" — {found['note']}" if found.get("note") else "")
+            )
+            if found["status"] != "COMPLETED_ON_TIME":  # the story: resolved before the deadline
+                raise SystemExit(f"{task['task_id']} should be COMPLETED_ON_TIME")
 
     def latest_values_by_key(self, topic: str) -> dict[str, dict[str, Any]]:
         """The latest record per key of a topic, read to the end offsets it has now (the
