@@ -19,6 +19,40 @@ from schemas.registry import CodecError, SchemaRegistry
 REGISTRY = SchemaRegistry.load()
 
 
+def delist_task(
+    task_id: str,
+    platform: str,
+    listing_id: str,
+    issued: Any,
+    deadline: Any,
+    seller_id: str = "s-1",
+    **changes: Any,
+) -> dict[str, Any]:
+    """A DELIST task record as enforce issues them (a FAIL of the kettle by brand and model)."""
+    return {
+        "task_id": task_id,
+        "kind": "DELIST",
+        "platform": platform,
+        "seller_id": seller_id,
+        "listing_id": listing_id,
+        "inspection_id": "SAMR-2026-00001",
+        "product_key": "midea|midea|KX2000A",
+        "brand": "Midea",
+        "model": "KX-2000A",
+        "manufacturer": None,
+        "verdict": "FAIL",
+        "match_method": "BRAND_MODEL",
+        "match_confidence": 0.95,
+        "legal_basis": "Product Quality Law Art. 49",
+        "reason": "failed sampling inspection",
+        "state": "ISSUED",
+        "deadline_at": deadline,
+        "issued_at": issued,
+        "evidence_ref": "omm.valid.inspections/0/1",
+        **changes,
+    }
+
+
 def fresh_namespace(platforms: list[str], bootstrap: str) -> TopicNames:
     """A private set of catalog topics (for the given platforms) under a unique prefix."""
     topics = TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}.")

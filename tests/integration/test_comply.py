@@ -21,7 +21,7 @@ from omm.generate import FeedGenerator
 from omm.jobs import comply_job
 from pipelines.comply import ComplyAccount, run_comply
 from pipelines.rules.intel import compensation_task, complaint_fact
-from tests.helpers import fresh_namespace, produce_avro, read_all
+from tests.helpers import delist_task, fresh_namespace, produce_avro, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -55,28 +55,7 @@ class Market:
         platform: str = "jd",
         **changes: Any,
     ) -> dict[str, Any]:
-        record = {
-            "task_id": tid,
-            "kind": "DELIST",
-            "platform": platform,
-            "seller_id": "s-1",
-            "listing_id": listing_id,
-            "inspection_id": "SAMR-2026-00001",
-            "product_key": "midea|midea|KX2000A",
-            "brand": "Midea",
-            "model": "KX-2000A",
-            "manufacturer": None,
-            "verdict": "FAIL",
-            "match_method": "BRAND_MODEL",
-            "match_confidence": 0.95,
-            "legal_basis": "Product Quality Law Art. 49",
-            "reason": "failed sampling inspection",
-            "state": "ISSUED",
-            "deadline_at": deadline,
-            "issued_at": issued,
-            "evidence_ref": "omm.valid.inspections/0/1",
-            **changes,
-        }
+        record = delist_task(tid, platform, listing_id, issued, deadline, **changes)
         produce_avro(self.bootstrap, self.topics.tasks(platform), "task", [record], "task_id")
         return record
 

@@ -57,9 +57,11 @@ from omm.jobs import comply_job, enforce_job, ingest_job
 from pipelines.comply import run_comply
 from pipelines.enforce import run_enforce
 from pipelines.ingest import run_ingest
+from pipelines.rules.intel import compensation_task, complaint_fact
 from tests.helpers import (
     Message,
     copy_topics,
+    delist_task,
     fresh_namespace,
     produce_avro,
     produce_raw,
@@ -265,27 +267,7 @@ def write_comply(bootstrap: str, topics: TopicNames) -> None:
         listing = {**gen.listing(platform, i), "listing_id": f"L{i}"}
         observations.append({**listing, "observed_at": _cst(1)})
         tasks.append(
-            {
-                "task_id": tid,
-                "kind": "DELIST",
-                "platform": platform,
-                "seller_id": listing["seller_id"],
-                "listing_id": f"L{i}",
-                "inspection_id": "SAMR-2026-00001",
-                "product_key": "midea|midea|KX2000A",
-                "brand": "Midea",
-                "model": "KX-2000A",
-                "manufacturer": None,
-                "verdict": "FAIL",
-                "match_method": "BRAND_MODEL",
-                "match_confidence": 0.95,
-                "legal_basis": "Product Quality Law Art. 49",
-                "reason": "failed sampling inspection",
-                "state": "ISSUED",
-                "deadline_at": deadline,
-                "issued_at": issued,
-                "evidence_ref": "omm.valid.inspections/0/1",
-            }
+            delist_task(tid, platform, f"L{i}", issued, deadline, seller_id=listing["seller_id"])
         )
     by_id = {t["task_id"]: t for t in tasks}
     listing_of = {
@@ -343,6 +325,25 @@ def write_comply(bootstrap: str, topics: TopicNames) -> None:
         "decided_at": _cst(9, 11),
     }
     produce_avro(bootstrap, topics.decisions, "review_decision", [decision], "task_id")
+    # a compensation-first claim: its task as intel issues it, then the claim resolved
+    complaint = {
+        **gen.complaint("tmall", 1),
+        "issue_type": "QUALITY",
+        "channel": "PLATFORM",
+        "received_at": _cst(2, 9),
+    }
+    claims = comply_job(bootstrap, topics, platforms=COMPLY_PLATFORMS).claims
+    fact = complaint_fact(complaint, "omm.valid.complaints/0/0")
+    claim = compensation_task(fact, claims.period_end_ms(fact) + claims.lateness_ms, claims)
+    produce_avro(bootstrap, topics.tasks("tmall"), "task", [claim], "task_id")
+    resolved = {
+        **complaint,
+        "status": "RESOLVED",
+        "resolved_at": datetime.fromtimestamp(claim["deadline_at"] / 1000 - 3600, UTC),
+    }
+    produce_avro(
+        bootstrap, topics.valid("complaint"), "complaint", [complaint, resolved], "complaint_id"
+    )
 
 
 def _run_comply(bootstrap: str, topics: TopicNames, args: list[str]) -> Any:
@@ -356,7 +357,8 @@ COMPLY = Stage(
     name="comply",
     platforms=COMPLY_PLATFORMS,
     inputs=[_names.tasks(p) for p in COMPLY_PLATFORMS]
-    + [_names.valid("listing"), _names.valid("takedown"), _names.decisions],
+    + [_names.valid("listing"), _names.valid("takedown"), _names.decisions]
+    + [_names.valid("complaint")],
     outputs=[_names.compliance_status, _names.scorecards, _names.dlq]
     + [_names.compliance(p) for p in COMPLY_PLATFORMS],
     write=write_comply,
@@ -466,6 +468,10 @@ def test_prism_writes_what_the_fnapi_runner_writes(name: str, baselines: Baselin
     expected = baselines.fnapi(stage)
     # the scenario reaches every kind of output it is meant to, so "equal" is not "both empty"
     assert all(expected.topics[t] for t in _must_fill(stage)), expected.topics
+    if name == "comply":  # the compensation-first claim, resolved in time, is compared too
+        statuses = "".join(expected.topics[TopicNames().compliance_status])
+        assert '"task_kind": "COMPENSATION_FIRST"' in statuses
+        assert '"evidence_kind": "COMPLAINT"' in statuses
     got = run_stage(baselines.bootstrap, stage, baselines.inputs(stage), PRISM)
     assert_same(stage, expected, got)
 
