@@ -165,6 +165,24 @@ def test_pipelines_and_regulator_have_only_their_own_rights(secured: SecuredClus
         _send(secured, PIPELINES, secured.topics.decisions, b"x")
 
 
+def test_intelligence_and_the_credit_list_are_the_regulators_alone(
+    secured: SecuredCluster,
+) -> None:
+    t = secured.topics
+    intel = (t.sampling, t.leads, t.credit_events)
+    for topic in intel:  # intel writes them; only the regulator reads them
+        _send(secured, PIPELINES, topic, b"an intel record")
+        assert _read(secured, REGULATOR, topic)
+        for user in (A, PIPELINES):
+            with pytest.raises(TopicAuthorizationFailedError, match=topic):
+                _read(secured, user, topic)
+    # a platform's flags and compensation-first tasks come on its own task topic only
+    _send(secured, PIPELINES, t.tasks(A), b"a FLAG task for tmall")
+    assert _read(secured, A, t.tasks(A))
+    with pytest.raises(TopicAuthorizationFailedError):
+        _read(secured, B, t.tasks(A))
+
+
 def test_acls_on_the_broker_are_exactly_the_configured_ones(secured: SecuredCluster) -> None:
     client = kafka_client.admin(secured.bootstrap, secured.admin)
     try:
