@@ -2,7 +2,7 @@
 
   ReadEvidence -> DecodeEvidence -> TrackCompliance -+-> statuses -> ToStatusRecords -> WriteStatus
   (+ clock ticks)                  (per shard of     +-> outcomes -> Scorecards -> WriteScorecards
-                                    listings)                        (per platform)
+                                    subjects)                        (per platform)
 
 One reader brings the tasks (omm.tasks.<platform>), the listing feed
 (omm.valid.listings), the platforms' takedown notices (omm.valid.takedowns), the
@@ -21,8 +21,8 @@ A subject's evidence lives in the shard of its key, in an ordered-list state use
 map, and the shard also keeps an index of its subjects' next deadlines by time. A clock
 tick reads the index up to now, so an OVERDUE is published within a tick of its deadline
 even when nothing else arrives, and never before it (the rules check the time, not the
-tick). Statuses are a
-function of the evidence, not of its arrival order: a replay ends the same.
+tick). Statuses are a function of the evidence, not of its arrival order: a replay ends
+the same.
 
 Scorecards are kept per platform from each DELIST task's latest outcome (they measure
 takedowns; compensation-first statuses are on the status topics) and published
@@ -120,8 +120,11 @@ def _listing(r: dict[str, Any]) -> str:
     return f"{r['platform']}|{r['listing_id']}"
 
 
+CLAIM = "claim|"  # a claim's subject key: listings' start with their platform id
+
+
 def _claim(complaint_key: str) -> str:
-    return f"claim|{complaint_key}"
+    return CLAIM + complaint_key
 
 
 class PlatformTick(NamedTuple):
@@ -409,7 +412,7 @@ class _TrackComplianceFn(beam.DoFn):
 
 
 def _new(subject: str) -> SubjectEvidence:
-    return ClaimEvidence() if subject.startswith("claim|") else ListingEvidence()
+    return ClaimEvidence() if subject.startswith(CLAIM) else ListingEvidence()
 
 
 def _add(ev: SubjectEvidence, item: Evidence) -> None:

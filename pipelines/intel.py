@@ -64,8 +64,9 @@ COMPENSATION_FIRST, task id deterministic from the complaint). Comply tracks the
 unresolved at the deadline it is OVERDUE; a WITHDRAWN task is withdrawn.
 
 **Personal data.** Complaints arrive pseudonymised; the rules keep complaint ids,
-sellers, product identities and counts only, never a consumer id, the complaint's
-text or its product name, and the records written carry nothing else.
+sellers, product identities and counts, and the consumer's pseudonym in state only (to
+cap how much one consumer counts), never the complaint's text or its product name; the
+records written carry complaint ids and counts, never a pseudonym.
 
 Every record read is accounted for: in = complaints + penalties + inspections +
 listings + dead letters.
