@@ -9,6 +9,7 @@ input file, 3 cluster unreachable / not ready / records not acknowledged, 70 a b
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -487,8 +488,8 @@ def run_all_cmd(
         float | None,
         typer.Option(
             "--until-idle",
-            help="Bounded: ingest until idle for SECONDS, then enforce, comply and intel, each "
-            "reading to the end of what the stage before it wrote.",
+            help="Bounded: ingest until idle for SECONDS, then enforce, intel and comply, each "
+            "reading to the end of what the stages before it wrote.",
         ),
     ] = None,
     start: StartOption = None,
@@ -499,28 +500,25 @@ def run_all_cmd(
     """Every stage, with the same Beam options. Bounded runs go one after the other;
     streaming runs side by side."""
     servers = _ready_for_ingest(bootstrap, prefix, None)
-    _ready_for_enforce(servers, prefix)
-    _ready_for_comply(servers, prefix)
-    _ready_for_intel(servers, prefix)
+    for stage in STATEFUL:
+        _checks(stage)[0](servers, prefix)
     begin = _start_for(start, pipeline_args)
     args = pipeline_args
     if until_idle is not None:
-        # Enforce starts once ingest has ended and flushed, comply once enforce has, intel
-        # once comply has (it reads only ingest's output, but shares the machine):
-        # everything each reads is already on the broker, so it reads to the end and
-        # stops there (an idle window of 0) instead of waiting out another window.
+        # Enforce starts once ingest has ended and flushed, intel once enforce has (it
+        # reads only ingest's output, but shares the machine), comply once intel has (it
+        # tracks the tasks of both): everything each reads is already on the broker, so it
+        # reads to the end and stops there (an idle window of 0) instead of waiting out
+        # another window.
         # every stage runs and shows its account, even after one did not balance
         with metrics_for_run(STAGES, RunScope(servers, prefix)):
             balanced = [
                 _show_ingest(run_ingest_job(servers, prefix, None, until_idle, args)),
-                _show_enforce(
-                    run_stateful_job("enforce", servers, prefix, _CAUGHT_UP, args, start=begin)
-                ),
-                _show_comply(
-                    run_stateful_job("comply", servers, prefix, _CAUGHT_UP, args, start=begin)
-                ),
-                _show_intel(
-                    run_stateful_job("intel", servers, prefix, _CAUGHT_UP, args, start=begin)
+                *(
+                    _checks(stage)[1](
+                        run_stateful_job(stage, servers, prefix, _CAUGHT_UP, args, start=begin)
+                    )
+                    for stage in STATEFUL
                 ),
             ]
         if not all(balanced):
@@ -531,15 +529,10 @@ def run_all_cmd(
     _run_stages(
         [
             ("ingest", lambda: run_ingest_job(servers, prefix, None, None, args, True)),
-            (
-                "enforce",
-                lambda: run_stateful_job("enforce", servers, prefix, None, args, True, begin),
+            *(
+                (stage, functools.partial(_streaming, stage, servers, prefix, args, begin))
+                for stage in STATEFUL
             ),
-            (
-                "comply",
-                lambda: run_stateful_job("comply", servers, prefix, None, args, True, begin),
-            ),
-            ("intel", lambda: run_stateful_job("intel", servers, prefix, None, args, True, begin)),
         ],
         RunScope(servers, prefix),
     )
@@ -643,6 +636,8 @@ def run_ingest_job(
 
 
 Stateful = Literal["enforce", "comply", "intel"]
+# in the order a bounded `omm run all` runs them: comply tracks what enforce and intel issue
+STATEFUL: tuple[Stateful, ...] = ("enforce", "intel", "comply")
 
 
 def _stateful(stage: Stateful) -> tuple[Callable[..., Any], Callable[[Any, list[str]], Any]]:
@@ -688,11 +683,7 @@ def _run_stateful(
     pipeline_args: list[str] | None,
 ) -> None:
     """`omm run enforce|comply|intel`: the topics checked, the stage run, its account shown."""
-    ready, show = {
-        "enforce": (_ready_for_enforce, _show_enforce),
-        "comply": (_ready_for_comply, _show_comply),
-        "intel": (_ready_for_intel, _show_intel),
-    }[stage]
+    ready, show = _checks(stage)
     servers = ready(bootstrap, prefix)
     begin = _start_for(start, pipeline_args)
     _run_one(
@@ -701,6 +692,22 @@ def _run_stateful(
         show,
         RunScope(servers, prefix),
     )
+
+
+def _streaming(
+    stage: Stateful, bootstrap: str, prefix: str, args: list[str] | None, start: Start
+) -> Any:
+    """A stateful stage of `omm run all` streaming, its progress left to the others' display."""
+    return run_stateful_job(stage, bootstrap, prefix, None, args, True, start)
+
+
+def _checks(stage: Stateful) -> tuple[Callable[[str | None, str], str], Callable[[Any], bool]]:
+    """What a stateful stage checks before it runs (its topics) and after (its account)."""
+    return {
+        "enforce": (_ready_for_enforce, _show_enforce),
+        "comply": (_ready_for_comply, _show_comply),
+        "intel": (_ready_for_intel, _show_intel),
+    }[stage]
 
 
 def _show_intel(account: Any) -> bool:
