@@ -103,6 +103,7 @@ from pipelines.rules.credit import (
     flag_task,
     penalty_fact,
 )
+from pipelines.rules.enforcement import gtin_key
 from pipelines.rules.intel import (
     ClaimState,
     CompensationFirst,
@@ -310,8 +311,13 @@ class _DecodeFn(beam.DoFn):
         elif entity == "inspection":
             published = _ms(record["published_at"])
             yield self._time(published)
-            key = self._matching.product_key(record.get("brand"), record.get("model"))
-            if key is not None:  # the regulator's own identity of the product, or none
+            # the regulator's own identity of the product: by brand and model and by GTIN,
+            # as complaints are keyed (a complaint naming only a barcode has the GTIN's key)
+            keys = {
+                self._matching.product_key(record.get("brand"), record.get("model")),
+                gtin_key(record.get("gtin")),
+            }
+            for key in sorted(k for k in keys if k is not None):
                 yield PRODUCT + key, Inspected(str(record["inspection_id"]), published)
         else:
             seen = Seen(

@@ -178,13 +178,14 @@ def _brand_model_key(brand: str | None, model: str | None, cfg: EnforcementConfi
     return f"bm:{canonical}|{model_stem(normalised, cfg.min_model_stem_length)}"
 
 
-def _gtin_key(gtin: str | None) -> str | None:
+def gtin_key(gtin: str | None) -> str | None:
+    """A product's key by its GTIN (GTIN-14 form), when the GTIN is valid."""
     normalised = normalise_gtin(gtin)
     return f"gtin:{normalised}" if normalised else None
 
 
 def result_keys(result: ResultFact, cfg: EnforcementConfig) -> list[str]:
-    keys = [_brand_model_key(result.brand, result.model, cfg), _gtin_key(result.gtin)]
+    keys = [_brand_model_key(result.brand, result.model, cfg), gtin_key(result.gtin)]
     return sorted({k for k in keys if k})
 
 
@@ -193,7 +194,7 @@ def listing_keys(listing: ListingFact, cfg: EnforcementConfig) -> list[str]:
 
     Never brand alone: a big brand would make one hot key of all its listings.
     """
-    keys: set[str | None] = {_gtin_key(listing.gtin)}
+    keys: set[str | None] = {gtin_key(listing.gtin)}
     if listing.model and normalise_model(listing.model):
         keys.add(_brand_model_key(listing.brand, listing.model, cfg))
     else:
@@ -206,7 +207,7 @@ def decision_keys(decision: DecisionFact, cfg: EnforcementConfig) -> list[str]:
     """Where a decision on a match must go: every join key of the inspected product it
     names. The pair it decides is owned by one of them (:func:`owning_key` is among
     the result's keys), and under the others it meets no pair and does nothing."""
-    keys = [_brand_model_key(decision.brand, decision.model, cfg), _gtin_key(decision.gtin)]
+    keys = [_brand_model_key(decision.brand, decision.model, cfg), gtin_key(decision.gtin)]
     return sorted({k for k in keys if k})
 
 

@@ -66,7 +66,7 @@ from pipelines.rules.compliance import (
     TaskFact,
 )
 from pipelines.rules.credit import CreditConfig
-from pipelines.rules.enforcement import task_id
+from pipelines.rules.enforcement import gtin_key, task_id
 from pipelines.rules.matching import MatchingConfig, normalise_text
 from pipelines.rules.platforms import PlatformRegistry
 
@@ -243,7 +243,9 @@ def complaint_fact(
     """From a decoded (pseudonymised) Complaint record.
 
     The product key is enforce's: canonical brand | normalised model; without a model,
-    the one model code the product name holds, if exactly one (two would be a guess).
+    the one model code the product name holds, if exactly one (two would be a guess);
+    without either, the GTIN's key (enforce's too), so a complaint naming only a barcode
+    still counts toward its product.
     ``category``: the goods' category, which the complaint does not carry; the intel
     pipeline takes it from the listing the complaint names. Without ``matching`` (comply,
     which follows claims, not products) there is no product key.
@@ -254,6 +256,8 @@ def complaint_fact(
         tokens = matching.model_tokens_from_title(str(record["product_name"]))
         if len(tokens) == 1:
             key = matching.product_key(brand, tokens[0])
+    if matching and key is None:
+        key = gtin_key(record.get("gtin"))
     resolved = record.get("resolved_at")
     return ComplaintFact(
         complaint_id=str(record["complaint_id"]),

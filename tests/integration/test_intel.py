@@ -80,6 +80,7 @@ class Market:
         listing_id: str | None = None,
         resolved: datetime | None = None,
         key_field: str | None = "complaint_id",
+        gtin: str | None = None,
     ) -> str:
         self._n += 1
         cid = f"C{self._n:03d}"
@@ -93,7 +94,7 @@ class Market:
             "product_name": product.name if product else None,
             "brand": product.brand if product else None,
             "model": product.model if product else None,
-            "gtin": None,
+            "gtin": gtin,
             "issue_type": issue,
             "text": f"坏了, 请联系我 13800000{self._n:03d}",
             "status": "RESOLVED" if resolved else "OPEN",
@@ -266,6 +267,29 @@ def check_scenario(m: Market, expected: dict[str, Any]) -> dict[str, list[dict[s
     assert task["issued_at"] == issued
     assert task["deadline_at"] == CFG.calendar.add_working_days(issued, 5).at
     return out
+
+
+def test_a_complaint_naming_only_a_barcode_counts_toward_its_product(market: Market) -> None:
+    """Complaints with a GTIN and no brand or model are keyed by the GTIN, as enforce keys
+    it; an inspection names its product's GTIN too, so it excludes them as it would the
+    brand and model."""
+    hot = [
+        market.complaint("jd", f"jd-b-{i}", cst(2026, 3, 3, 9 + i), gtin=KETTLE.gtin)
+        for i in range(4)
+    ]
+    for i in range(4):
+        market.complaint("jd", f"jd-c-{i}", cst(2026, 3, 3, 9 + i), gtin=INSPECTED.gtin)
+    market.inspection(INSPECTED, cst(2026, 2, 20, 10))
+    market.listing("JD-W1", "jd", "jd-w", cst(2026, 4, 3, 10))  # the watermark
+    account = market.intel()
+    assert account.read == len(market.written) and account.dead == 0
+    recs = market.outputs()["sampling"]
+    # the 7 seven-day windows holding 3 March, as for the brand-and-model hotspot
+    assert len(recs) == 7 and account.recommendations == 7
+    for r in recs:
+        assert r["product_key"] == f"gtin:{KETTLE.gtin.zfill(14)}"
+        assert (r["brand"], r["model"], r["complaint_count"]) == (None, None, 4)
+        assert sorted(r["example_complaint_ids"]) == sorted(hot)
 
 
 def comparable(out: dict[str, list[dict[str, Any]]]) -> dict[str, set[str]]:

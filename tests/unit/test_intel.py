@@ -309,6 +309,16 @@ def test_the_product_key_is_enforces() -> None:
         "Midea", "MKHJ1705"
     )
     assert it.complaint_fact(_complaint_record(brand=None), "x/0/3", MATCHING).product_key is None
+    # neither: the GTIN's key, as enforce keys a GTIN (GTIN-13 zero-padded to 14 digits)
+    barcode = _complaint_record(brand=None, model=None, gtin="6901234567892")
+    assert it.complaint_fact(barcode, "x/0/4", MATCHING).product_key == "gtin:06901234567892"
+    # a brand and model win over a GTIN: one product, one key
+    both = _complaint_record(gtin="6901234567892")
+    assert it.complaint_fact(both, "x/0/5", MATCHING).product_key == MATCHING.product_key(
+        "Midea", "MK-HJ1705"
+    )
+    bad = _complaint_record(brand=None, model=None, gtin="6901234567890")  # check digit wrong
+    assert it.complaint_fact(bad, "x/0/6", MATCHING).product_key is None
 
 
 # ------------------------------------------------------------------ compensation-first
