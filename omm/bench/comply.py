@@ -14,6 +14,10 @@ state (this one, plus Prism's on Prism) while it loads the N open tasks,
 divided by N, beside the encoded size of what the state keeps per open task
 (its listing's evidence entry and deadline index entry, and its outcome in the
 platform's scorecard state, PickleCoder-encoded as the runner stores them).
+
+Claims: compensation-first tracking, a tenth as many claims as open tasks, each its
+complaint, its task and its resolution, through a bounded run, beside the raw limit
+over the same complaints; and the encoded state one claim keeps.
 """
 
 from __future__ import annotations
@@ -174,7 +178,86 @@ class ComplyBench:
             + (f"{per_task:,.0f} B (an under-count), " if per_task > 0 else "n/a, ")
             + f"encoded {self.encoded_state_bytes():,.0f} B"
         )
+        self.claims_run()
         self.console.print(f"machine: {MACHINE}")
+
+    def claims_run(self) -> None:
+        """Compensation-first tracking: a tenth as many claims as open tasks, each its
+        complaint, the task intel issues on it and the complaint again, resolved before
+        the deadline; a bounded run, timed to the last status appended."""
+        from pipelines.comply import _evidence
+        from pipelines.rules.compliance import TaskFact
+        from pipelines.rules.intel import ClaimEvidence, compensation_task, complaint_fact
+
+        n = max(1_000, self.n // 10)
+        topics = self.namespace("k")
+        claims = comply_job(self.bootstrap, topics, platforms=[PLATFORM]).claims
+        received = self.now - timedelta(days=30)
+        complaints, tasks, resolved = [], [], []
+        for i in range(n):
+            c = {
+                **self.gen.complaint(PLATFORM, i),
+                "complaint_id": f"bench-claim-{i:08d}",
+                "channel": "PLATFORM",
+                "issue_type": "QUALITY",
+                "received_at": received,
+            }
+            fact = complaint_fact(c, "bench/0/0")
+            task = compensation_task(fact, claims.period_end_ms(fact) + claims.lateness_ms, claims)
+            ended = datetime.fromtimestamp(task["deadline_at"] / 1000 - 3600, UTC)
+            complaints.append(c)
+            tasks.append(task)
+            resolved.append({**c, "status": "RESOLVED", "resolved_at": ended})
+        with self.console.status(f"producing {n:,} claims, their tasks and resolutions…"):
+            self.produce(topics.valid("complaint"), "complaint", complaints, "complaint_id")
+            self.produce(topics.tasks(PLATFORM), "task", tasks, "task_id")
+            self.produce(topics.valid("complaint"), "complaint", resolved, "complaint_id")
+        with self.console.status("raw limit…"):
+            kafka_client.create_topics(
+                self.bootstrap,
+                [t for t in resolved_topics() if t.name == "omm.valid.complaints"],
+                prefix=topics.prefix + "raw.",
+            )
+            raw = raw_limit(
+                self.bootstrap,
+                topics.valid("complaint"),
+                topics.prefix + "raw.omm.valid.complaints",
+                2 * n,
+                self.registry,
+            )
+        with self.console.status("bounded comply run over claims…"):
+            started = time.time()
+            account = run_comply(
+                comply_job(self.bootstrap, topics, platforms=[PLATFORM], idle_timeout_s=3.0),
+                pipeline_args_with_defaults(self.runner.args(), streaming=False),
+            )
+            last = last_timestamp_ms(self.bootstrap, topics.compliance_status, n) / 1000
+        if account.read != 3 * n or account.tracked != 3 * n or not account.balanced:
+            raise SystemExit(f"comply read {account.read} of {3 * n}: {account}")
+        claims_rate = Rate(
+            f"omm comply, compensation-first claims (complaint + task + resolution), "
+            f"{self.runner.label}",
+            account.read,
+            last - started,
+        )
+        self.console.print(
+            rate_table(f"comply throughput, {n:,} compensation-first claims", raw, [claims_rate])
+        )
+        # what the state keeps per claim, encoded as the runner stores it
+        from apache_beam.coders import PickleCoder
+
+        from connectors.records import KafkaRecord
+
+        rec = KafkaRecord("t", 0, 0, b"", b"", (), 0)
+        item = _evidence("complaint", complaints[0], rec, claims)
+        assert item is not None
+        ev = ClaimEvidence()
+        ev.add_complaint(complaint_fact(resolved[0], "bench/0/1"))
+        task_item = _evidence("task", tasks[0], rec, claims)
+        assert task_item is not None and isinstance(task_item.evidence, TaskFact)
+        ev.add_task(task_item.evidence)
+        size = len(PickleCoder().encode((item.subject, (ev, None))))
+        self.console.print(f"state per claim: encoded {size:,} B (its complaint and task)")
 
     def encoded_state_bytes(self) -> float:
         """Bytes comply's state keeps per open task, encoded as the runner stores them."""
