@@ -2,7 +2,7 @@
 
 From the latest ``omm.compliance.status`` record per task and the latest TOTAL
 ``omm.compliance.scorecards`` record per platform (contracts
-``schemas/avro/compliance_status/v2.avsc`` and ``schemas/avro/scorecard/v2.avsc``),
+``schemas/avro/compliance_status/v3.avsc`` and ``schemas/avro/scorecard/v2.avsc``),
 :func:`render_compliance` draws one self-contained page: the scorecards side by
 side, KPI1 per platform, the time to takedown, overdue tasks day by day, and the
 tasks a regulator acts on (overdue, re-listed, notices the listing feed
