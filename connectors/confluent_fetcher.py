@@ -18,6 +18,7 @@ from collections import deque
 from typing import Any
 
 from connectors import delivery
+from connectors.fetcher import BufferedFetcher
 from connectors.records import KafkaRecord
 from connectors.security import KafkaSecurity
 
@@ -50,7 +51,7 @@ def consumer_config(
     }
 
 
-class ConfluentPartitionFetcher:
+class ConfluentPartitionFetcher(BufferedFetcher):
     def __init__(
         self,
         bootstrap: str,
@@ -91,30 +92,8 @@ class ConfluentPartitionFetcher:
         self._fetch_pos[tp] = offset
         self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
 
-    def take(
-        self, topic: str, partition: int, offset: int, max_records: int, timeout_ms: int
-    ) -> list[KafkaRecord]:
-        """Up to ``max_records`` records of the partition starting exactly at ``offset``."""
-        tp = (topic, partition)
-        if tp not in self._fetch_pos:
-            self._assign(tp, offset)
-        buffer = self._buffers[tp]
-        expected_next = buffer[0].offset if buffer else self._fetch_pos[tp]
-        if expected_next != offset:
-            # a retried bundle, or a gap: fetch again from where the reader is
-            self._rewind(tp, offset)
-        timeout = timeout_ms if not buffer else 0
-        while len(buffer) < max_records and self._buffered() < self._max_buffered:
-            if not self._fill(timeout, max_records - len(buffer)):
-                break
-            timeout = 0
-        return [buffer.popleft() for _ in range(min(max_records, len(buffer)))]
-
-    def unread(self, topic: str, partition: int, records: list[Any]) -> None:
-        self._buffers[(topic, partition)].extendleft(reversed(records))
-
-    def _buffered(self) -> int:
-        return sum(len(b) for b in self._buffers.values())
+    def _key(self, topic: str, partition: int) -> tuple[str, int]:
+        return (topic, partition)
 
     def caught_up(self, topic: str, partition: int, offset: int) -> bool:
         """Whether ``offset`` is at the partition's end, by the last fetch's high watermark
@@ -129,24 +108,16 @@ class ConfluentPartitionFetcher:
             )
         return bool(offset >= high)
 
-    def check_broker(self, clock: delivery.OutageClock, every_s: float, timeout_ms: int) -> None:
-        """Tell ``clock`` whether the broker answers, at most once per ``every_s`` of quiet."""
+    def _ask_broker(self, timeout_ms: int) -> str | None:
         from confluent_kafka import KafkaException
 
-        now = time.monotonic()
-        if now - self._alive_at < every_s or now - self._probed_at < every_s:
-            return
-        self._probed_at = now
         try:
             self._consumer.list_topics(timeout=timeout_ms / 1000)
         except KafkaException as exc:
-            clock.failing(f"no metadata answer within {timeout_ms} ms ({exc})")
-            return
-        self._alive_at = time.monotonic()
-        clock.ok()
+            return str(exc)
+        return None
 
     def _fill(self, timeout_ms: int, wanted: int) -> bool:
-        """Consume once into the buffers; whether anything arrived."""
         from confluent_kafka import KafkaError, KafkaException
 
         # Any: the stubs allow None for what a fetched (error-free) message always has

@@ -28,7 +28,85 @@ from connectors.records import KafkaRecord
 from connectors.security import KafkaSecurity
 
 
-class PartitionFetcher:
+class BufferedFetcher:
+    """What every fetcher does the same way, whatever its client: per-partition buffers
+    handed out from exactly the offset asked for, filled while they hold less than
+    ``max_buffered`` records, and a broker probe when the reader has been quiet.
+
+    A client's fetcher keys partitions as its client does (:meth:`_key`) and fills the
+    buffers (:meth:`_fill`), assigns, rewinds and asks the broker (:meth:`_ask_broker`).
+    """
+
+    _max_buffered: int
+    _buffers: dict[Any, deque[KafkaRecord]]
+    # next offset the consumer will fetch for each assigned partition
+    _fetch_pos: dict[Any, int]
+    # when records last arrived or the broker last answered a probe
+    _alive_at: float
+    _probed_at: float
+
+    def _key(self, topic: str, partition: int) -> Any:
+        raise NotImplementedError
+
+    def _assign(self, tp: Any, offset: int) -> None:
+        raise NotImplementedError
+
+    def _rewind(self, tp: Any, offset: int) -> None:
+        raise NotImplementedError
+
+    def _fill(self, timeout_ms: int, wanted: int) -> bool:
+        """Fetch once into the buffers (about ``wanted`` records); whether anything arrived."""
+        raise NotImplementedError
+
+    def _ask_broker(self, timeout_ms: int) -> str | None:
+        """Ask the broker for metadata: None when it answered, else why it did not."""
+        raise NotImplementedError
+
+    def take(
+        self, topic: str, partition: int, offset: int, max_records: int, timeout_ms: int
+    ) -> list[KafkaRecord]:
+        """Up to ``max_records`` records of the partition starting exactly at ``offset``."""
+        tp = self._key(topic, partition)
+        if tp not in self._fetch_pos:
+            self._assign(tp, offset)
+        buffer = self._buffers[tp]
+        expected_next = buffer[0].offset if buffer else self._fetch_pos[tp]
+        if expected_next != offset:
+            # a retried bundle, or a gap: fetch again from where the reader is
+            self._rewind(tp, offset)
+        timeout = timeout_ms if not buffer else 0
+        while len(buffer) < max_records and self._buffered() < self._max_buffered:
+            if not self._fill(timeout, max_records - len(buffer)):
+                break
+            timeout = 0  # take what is already fetched, do not wait for more
+        return [buffer.popleft() for _ in range(min(max_records, len(buffer)))]
+
+    def unread(self, topic: str, partition: int, records: list[KafkaRecord]) -> None:
+        """Put back records taken but not used, so the next take starts with them."""
+        self._buffers[self._key(topic, partition)].extendleft(reversed(records))
+
+    def _buffered(self) -> int:
+        return sum(len(b) for b in self._buffers.values())
+
+    def check_broker(self, clock: delivery.OutageClock, every_s: float, timeout_ms: int) -> None:
+        """Tell ``clock`` whether the broker answers, at most once per ``every_s`` of quiet.
+
+        Records arriving prove it alive, so a busy reader never probes. The
+        clock logs the outage and raises once its budget is spent.
+        """
+        now = time.monotonic()
+        if now - self._alive_at < every_s or now - self._probed_at < every_s:
+            return
+        self._probed_at = now
+        failure = self._ask_broker(timeout_ms)
+        if failure is not None:
+            clock.failing(f"no metadata answer within {timeout_ms} ms ({failure})")
+            return
+        self._alive_at = time.monotonic()
+        clock.ok()
+
+
+class PartitionFetcher(BufferedFetcher):
     def __init__(
         self,
         bootstrap: str,
@@ -74,31 +152,8 @@ class PartitionFetcher:
         self._fetch_pos[tp] = offset
         self._consumer.seek(tp, offset)
 
-    def take(
-        self, topic: str, partition: int, offset: int, max_records: int, timeout_ms: int
-    ) -> list[KafkaRecord]:
-        """Up to ``max_records`` records of the partition starting exactly at ``offset``."""
-        tp = TopicPartition(topic, partition)
-        if tp not in self._fetch_pos:
-            self._assign(tp, offset)
-        buffer = self._buffers[tp]
-        expected_next = buffer[0].offset if buffer else self._fetch_pos[tp]
-        if expected_next != offset:
-            # a retried bundle, or a gap: fetch again from where the reader is
-            self._rewind(tp, offset)
-        timeout = timeout_ms if not buffer else 0
-        while len(buffer) < max_records and self._buffered() < self._max_buffered:
-            if not self._fill(timeout):
-                break
-            timeout = 0  # take what is already fetched, do not wait for more
-        return [buffer.popleft() for _ in range(min(max_records, len(buffer)))]
-
-    def unread(self, topic: str, partition: int, records: list[KafkaRecord]) -> None:
-        """Put back records taken but not used, so the next take starts with them."""
-        self._buffers[TopicPartition(topic, partition)].extendleft(reversed(records))
-
-    def _buffered(self) -> int:
-        return sum(len(b) for b in self._buffers.values())
+    def _key(self, topic: str, partition: int) -> TopicPartition:
+        return TopicPartition(topic, partition)
 
     def caught_up(self, topic: str, partition: int, offset: int) -> bool:
         """Whether ``offset`` is at the partition's end, by the high watermark of the last fetch.
@@ -130,28 +185,17 @@ class PartitionFetcher:
             )
         return self._probe
 
-    def check_broker(self, clock: delivery.OutageClock, every_s: float, timeout_ms: int) -> None:
-        """Tell ``clock`` whether the broker answers, at most once per ``every_s`` of quiet.
-
-        Records arriving prove it alive, so a busy reader never probes. The
-        clock logs the outage and raises once its budget is spent.
-        """
-        now = time.monotonic()
-        if now - self._alive_at < every_s or now - self._probed_at < every_s:
-            return
-        self._probed_at = now
+    def _ask_broker(self, timeout_ms: int) -> str | None:
         try:
             self._spare().bootstrap(timeout_ms=timeout_ms, refresh=True)
         except KafkaError as exc:
             if not exc.retriable:
                 raise
-            clock.failing(f"no metadata answer within {timeout_ms} ms ({exc})")
-            return
-        self._alive_at = time.monotonic()
-        clock.ok()
+            return str(exc)
+        return None
 
-    def _fill(self, timeout_ms: int) -> bool:
-        """Poll once into the buffers; whether anything arrived."""
+    def _fill(self, timeout_ms: int, wanted: int) -> bool:
+        # kafka-python's poll takes what its fetches brought, whatever is wanted
         polled: dict[TopicPartition, list[Any]] = self._consumer.poll(timeout_ms=timeout_ms)
         for tp, records in polled.items():
             if not records or tp not in self._buffers:
