@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, NoError, TopicAlreadyExistsError
@@ -221,6 +221,24 @@ def partitions_for(
         return out
     finally:
         probe.close()
+
+
+def assign_topics(
+    consumer: KafkaConsumer, topics: Iterable[str], at: Literal["beginning", "end"]
+) -> list[TopicPartition]:
+    """Assign ``consumer`` every partition of ``topics`` it knows of, each at its beginning
+    or its end; the partitions assigned."""
+    tps = [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer.partitions_for_topic(topic) or [])
+    ]
+    consumer.assign(tps)
+    if at == "beginning":
+        consumer.seek_to_beginning(*tps)
+    else:
+        consumer.seek_to_end(*tps)
+    return tps
 
 
 def beginning_offsets(

@@ -9,8 +9,6 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka import TopicPartition
-
 from connectors import kafka_client
 from connectors.topics import TopicNames
 from omm.config import resolved_topics
@@ -106,9 +104,7 @@ def read_all(
 ) -> list[Message]:
     """Every record on the topic (stops early once ``expect`` records arrived)."""
     consumer = kafka_client.consumer(bootstrap)
-    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
+    tps = kafka_client.assign_topics(consumer, [topic], "beginning")
     ends = consumer.end_offsets(tps)
     out: list[Message] = []
     deadline = time.monotonic() + timeout_s
@@ -174,9 +170,7 @@ def copy_topics(
     copied = 0
     for name in names:
         topic = f"{source.prefix}{name}"
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
+        tps = kafka_client.assign_topics(consumer, [topic], "beginning")
         ends = consumer.end_offsets(tps)
         deadline = time.monotonic() + 30.0
         while any(consumer.position(tp) < ends[tp] for tp in tps):

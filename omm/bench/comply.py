@@ -28,7 +28,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kafka import TopicPartition
 from rich.console import Console
 from rich.table import Table
 
@@ -389,12 +388,7 @@ class StatusWatcher:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self._consumer = kafka_client.consumer(bootstrap)
-        tps = [
-            TopicPartition(topic, p)
-            for p in sorted(self._consumer.partitions_for_topic(topic) or [])
-        ]
-        self._consumer.assign(tps)
-        self._consumer.seek_to_beginning(*tps)
+        kafka_client.assign_topics(self._consumer, [topic], "beginning")
         self._registry = SchemaRegistry.load()
         self._seen: dict[tuple[str, str], float] = {}
 

@@ -34,7 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from kafka import TopicPartition
 from rich.console import Console
 from rich.table import Table
 
@@ -390,12 +389,7 @@ class DeadLetterCounter:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self._consumer = kafka_client.consumer(bootstrap)
-        tps = [
-            TopicPartition(topic, p)
-            for p in sorted(self._consumer.partitions_for_topic(topic) or [])
-        ]
-        self._consumer.assign(tps)
-        self._consumer.seek_to_end(*tps)
+        kafka_client.assign_topics(self._consumer, [topic], "end")
         self._seen = 0
 
     def wait_for(self, count: int, run: Run, timeout_s: float) -> float:
@@ -417,13 +411,7 @@ class TaskWatcher:
 
     def __init__(self, bootstrap: str, topics: list[str]) -> None:
         self._consumer = kafka_client.consumer(bootstrap)
-        tps = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(self._consumer.partitions_for_topic(t) or [])
-        ]
-        self._consumer.assign(tps)
-        self._consumer.seek_to_end(*tps)
+        kafka_client.assign_topics(self._consumer, topics, "end")
         self._registry = SchemaRegistry.load()
         self._seen: dict[str, set[str]] = {}
 

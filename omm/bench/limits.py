@@ -125,9 +125,7 @@ def raw_limit(bootstrap: str, source: str, sink: str, n: int, registry: SchemaRe
     """Plain kafka-python: consume + decode + encode + produce, no Beam, no rules."""
     started = time.time()
     consumer = kafka_client.consumer(bootstrap)
-    tps = [TopicPartition(source, p) for p in sorted(consumer.partitions_for_topic(source) or [])]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
+    kafka_client.assign_topics(consumer, [source], "beginning")
     producer = kafka_client.producer(bootstrap)
     seen = 0
     while seen < n:
@@ -148,9 +146,7 @@ def raw_pass_through(bootstrap: str, source: str, sink: str, n: int) -> float:
     read (epoch seconds); its last output's append time ends the span."""
     registry = SchemaRegistry.load()
     consumer = kafka_client.consumer(bootstrap)
-    tps = [TopicPartition(source, p) for p in sorted(consumer.partitions_for_topic(source) or [])]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
+    kafka_client.assign_topics(consumer, [source], "beginning")
     producer = kafka_client.producer(bootstrap, **delivery.policy().producer_config(streaming=True))
     partitions = len(producer.partitions_for(sink))
     first_read: float | None = None
